@@ -23,10 +23,13 @@ def protocol_dir() -> Path:
 
 
 class Registry:
-    """The schemas of every API and their compiled codecs."""
+    """The schemas of every API (or of the ``keys`` given) and their compiled codecs."""
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.apis: dict[int, ApiSchema] = load_schemas(directory or protocol_dir())
+    def __init__(self, directory: Path | None = None, keys: set[int] | None = None) -> None:
+        apis = load_schemas(directory or protocol_dir())
+        self.apis: dict[int, ApiSchema] = {
+            key: api for key, api in apis.items() if keys is None or key in keys
+        }
         self.by_name: dict[str, ApiSchema] = {api.name: api for api in self.apis.values()}
         self._codecs: dict[tuple[int, int, bool], tuple[Decoder, Encoder]] = {}
 

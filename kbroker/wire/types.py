@@ -6,6 +6,7 @@ where ``out`` is a :class:`Writer`. Both codecs are built from these.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from kbroker.wire.primitives import (
@@ -16,8 +17,6 @@ from kbroker.wire.primitives import (
     write_uvarint,
 )
 from kbroker.wire.schema import FIXED_FORMATS
-
-import struct
 
 
 class Writer(bytearray):

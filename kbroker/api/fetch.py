@@ -1,0 +1,110 @@
+"""Fetch: read each partition from the requested offset, long-polling for ``min_bytes``.
+
+Records go out as file slices of the log (the listener sends them without copying them
+through Python where it can). The wait is woken by appends to the fetched partitions,
+never by polling. There are no fetch sessions: ``session_id`` 0 tells clients to send
+full fetch requests, which every client supports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from kbroker.wire.connection import Request
+from kbroker.wire.errors import ErrorCode, KafkaError
+
+READ_COMMITTED = 1
+
+
+def _read_partition(broker, topic, request_partition: dict, budget: int, first: bool) -> dict:
+    index = request_partition["partition"]
+    result = {"partition_index": index, "records": b""}
+    try:
+        partition = broker.hosted_partition(topic, index)
+        log = partition.log
+        offset = request_partition["fetch_offset"]
+        if offset < log.log_start_offset or offset > log.log_end_offset:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
+        limit = min(request_partition["partition_max_bytes"], budget)
+        result["records"] = log.read(offset, limit, log.high_watermark, min_one=first)
+        result.update(
+            high_watermark=log.high_watermark,
+            last_stable_offset=log.high_watermark,
+            log_start_offset=log.log_start_offset,
+        )
+    except KafkaError as exc:
+        result.update(error_code=exc.code, high_watermark=-1)
+    return result
+
+
+def _read_all(broker, body: dict, by_id: bool) -> tuple[list[dict], int, list]:
+    """One pass over the request: (topic responses, bytes found, partitions read)."""
+    budget = body["max_bytes"]
+    total = 0
+    responses = []
+    watched = []
+    committed = body["isolation_level"] == READ_COMMITTED
+    for topic_request in body["topics"]:
+        if by_id:
+            topic = broker.controller.store.by_id.get(uuid.UUID(bytes=topic_request["topic_id"]))
+            missing = ErrorCode.UNKNOWN_TOPIC_ID
+        else:
+            topic = broker.controller.store.topics.get(topic_request["topic"])
+            missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        partitions = []
+        for request_partition in topic_request["partitions"]:
+            if topic is None:
+                result = {
+                    "partition_index": request_partition["partition"],
+                    "error_code": missing,
+                    "high_watermark": -1,
+                    "records": b"",
+                }
+            else:
+                result = _read_partition(
+                    broker, topic, request_partition, max(budget - total, 0), total == 0
+                )
+                watched.append((topic.name, request_partition["partition"]))
+            if committed:
+                result["aborted_transactions"] = []
+            total += (
+                len(result["records"])
+                if isinstance(result["records"], bytes)
+                else (result["records"].size)
+            )
+            partitions.append(result)
+        responses.append(
+            {
+                "topic": topic_request["topic"],
+                "topic_id": topic_request["topic_id"],
+                "partitions": partitions,
+            }
+        )
+    return responses, total, watched
+
+
+async def _wait_for_append(broker, watched: list, timeout: float) -> None:
+    woken = asyncio.Event()
+    partitions = [p for p in (broker.replicas.get(*key) for key in watched) if p is not None]
+    for partition in partitions:
+        partition.watchers.add(woken.set)
+    try:
+        await asyncio.wait_for(woken.wait(), timeout)
+    except TimeoutError:
+        pass
+    finally:
+        for partition in partitions:
+            partition.watchers.discard(woken.set)
+
+
+async def handle(broker, request: Request) -> dict:
+    body = request.body
+    by_id = request.api_version >= 13  # v13 replaced topic names with topic ids
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + body["max_wait_ms"] / 1000
+    responses, total, watched = _read_all(broker, body, by_id)
+    while total < body["min_bytes"] and watched and (remaining := deadline - loop.time()) > 0:
+        await _wait_for_append(broker, watched, remaining)
+        responses, total, watched = _read_all(broker, body, by_id)
+    return {"session_id": 0, "responses": responses}

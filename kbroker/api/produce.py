@@ -1,0 +1,97 @@
+"""Produce: validate each partition's batches and append them as they came.
+
+Per partition: the topic must exist (or be auto-created), every batch must be a whole
+RecordBatch v2 with a good CRC and within ``max.message.bytes``, and an idempotent
+producer's sequence must follow on. A failure answers that partition alone and appends
+nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kbroker.cluster.replicas import Partition
+from kbroker.wire import records
+from kbroker.wire.connection import Request
+from kbroker.wire.errors import ErrorCode, KafkaError
+
+log = logging.getLogger("kbroker.produce")
+
+
+def append_to(broker, partition: Partition, payload: bytes | None) -> dict:
+    """Append one partition's payload; the partition's response fields."""
+    if not payload:
+        raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "produce request carries no records")
+    try:
+        headers = records.split_batches(payload)
+    except records.CorruptBatch as exc:
+        raise KafkaError(ErrorCode.CORRUPT_MESSAGE, str(exc)) from None
+    max_bytes = int(broker.topic_config(partition.topic, "max.message.bytes"))
+    for header in headers:
+        if header.size > max_bytes:
+            raise KafkaError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"batch of {header.size} bytes exceeds max.message.bytes {max_bytes}",
+            )
+    if len(headers) == 1 and headers[0].producer_id >= 0:
+        duplicate = partition.producers.find_duplicate(headers[0])
+        if duplicate is not None:
+            return {
+                "base_offset": duplicate.first_offset,
+                "log_append_time_ms": -1,
+                "log_start_offset": partition.log.log_start_offset,
+            }
+    for header in headers:
+        partition.producers.check(header)
+    append_time = None
+    if broker.topic_config(partition.topic, "message.timestamp.type") == "LogAppendTime":
+        append_time = int(time.time() * 1000)
+    base_offset = partition.log.append(
+        bytearray(payload), headers, append_time, partition.leader_epoch
+    )
+    offset = base_offset
+    for header in headers:
+        partition.producers.record(header, offset)
+        offset += header.last_offset_delta + 1
+    partition.appended()
+    return {
+        "base_offset": base_offset,
+        "log_append_time_ms": -1 if append_time is None else append_time,
+        "log_start_offset": partition.log.log_start_offset,
+    }
+
+
+async def handle(broker, request: Request) -> dict | None:
+    body = request.body
+    acks = body["acks"]
+    responses = []
+    for topic_data in body["topic_data"]:
+        name = topic_data["name"]
+        results = []
+        for data in topic_data["partition_data"]:
+            result = {"index": data["index"]}
+            try:
+                if acks not in (0, 1, -1):
+                    raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
+                if body["transactional_id"] is not None:
+                    raise KafkaError(
+                        ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                        "transactions are not supported by this broker yet",
+                    )
+                partition = broker.partition_for_produce(name, data["index"])
+                result.update(append_to(broker, partition, data["records"]))
+            except KafkaError as exc:
+                log.warning(
+                    "produce to %s-%d from %s refused: %s",
+                    name,
+                    data["index"],
+                    request.client_id,
+                    exc,
+                )
+                result.update(error_code=exc.code, base_offset=-1, error_message=exc.message)
+            results.append(result)
+        responses.append({"name": name, "partition_responses": results})
+    if acks == 0:
+        return None
+    return {"responses": responses}

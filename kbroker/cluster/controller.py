@@ -1,0 +1,120 @@
+"""The embedded controller: a single node's authority over topics and leadership.
+
+With no external coordinator, this broker is the whole cluster: it leads every partition
+and is its only replica. Listeners hear of topics created and deleted so the replica
+layer can open or remove their logs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from kbroker.cluster.metadata import BrokerInfo, MetadataStore, PartitionState, Topic
+from kbroker.cluster.topics import check_configs, check_name
+from kbroker.wire.errors import ErrorCode, KafkaError
+
+TopicListener = Callable[[Topic], None]
+
+
+class EmbeddedController:
+    """Creates and deletes topics for a one-broker cluster."""
+
+    def __init__(self, store: MetadataStore, broker: BrokerInfo) -> None:
+        self.store = store
+        self.broker = broker
+        self.on_created: list[TopicListener] = []
+        self.on_deleted: list[TopicListener] = []
+
+    @property
+    def controller_id(self) -> int:
+        return self.broker.node_id
+
+    def live_brokers(self) -> list[BrokerInfo]:
+        return [self.broker]
+
+    def create_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: dict[str, str | None] | None = None,
+        assignments: dict[int, list[int]] | None = None,
+        validate_only: bool = False,
+        internal: bool = False,
+    ) -> Topic:
+        """Validate and (unless ``validate_only``) create a topic; raises KafkaError."""
+        check_name(name)
+        if name in self.store.topics:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        live = {b.node_id for b in self.live_brokers()}
+        if assignments:
+            replica_sets = [assignments[p] for p in sorted(assignments)]
+            if sorted(assignments) != list(range(len(assignments))):
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    "Partitions should be a consecutive 0-based integer sequence",
+                )
+            for replicas in replica_sets:
+                if not replicas or len(set(replicas)) != len(replicas):
+                    raise KafkaError(
+                        ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Duplicate or empty replica list"
+                    )
+                if not set(replicas) <= live:
+                    raise KafkaError(
+                        ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                        f"Replica assignment {replicas} names brokers that are not alive",
+                    )
+        else:
+            if num_partitions <= 0:
+                raise KafkaError(
+                    ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0."
+                )
+            if replication_factor <= 0:
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICATION_FACTOR,
+                    "Replication factor must be larger than 0.",
+                )
+            if replication_factor > len(live):
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICATION_FACTOR,
+                    f"Unable to replicate the partition {replication_factor} time(s): "
+                    f"The target replication factor of {replication_factor} cannot be reached "
+                    f"because only {len(live)} broker(s) are registered.",
+                )
+            ordered = sorted(live)
+            replica_sets = [
+                [ordered[(p + i) % len(ordered)] for i in range(replication_factor)]
+                for p in range(num_partitions)
+            ]
+        check_configs(configs or {})
+        topic = Topic(
+            name=name,
+            topic_id=uuid.uuid4(),
+            partitions=[PartitionState(r[0], 0, list(r), list(r)) for r in replica_sets],
+            configs={k: v for k, v in (configs or {}).items() if v is not None},
+            internal=internal,
+        )
+        if not validate_only:
+            self.store.add(topic)
+            for listener in self.on_created:
+                listener(topic)
+        return topic
+
+    def delete_topic(self, name: str) -> Topic:
+        if name not in self.store.topics:
+            raise KafkaError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            )
+        topic = self.store.remove(name)
+        for listener in self.on_deleted:
+            listener(topic)
+        return topic
+
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before, persisted across restarts."""
+        producer_id = self.store.next_producer_id
+        self.store.next_producer_id += 1
+        self.store.save()
+        return producer_id

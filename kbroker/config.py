@@ -1,0 +1,205 @@
+"""Broker and topic configuration under Kafka's own property names and defaults.
+
+A ``server.properties`` written for Apache Kafka starts kbroker: the keys listed here
+are honoured, any other key is reported once by name and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("kbroker.config")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its Kafka type name and default (as text, or None)."""
+
+    name: str
+    type: str
+    default: str | None
+
+
+def _settings(*rows: tuple[str, str, str | None]) -> dict[str, Setting]:
+    return {name: Setting(name, kind, default) for name, kind, default in rows}
+
+
+BROKER_SETTINGS = _settings(
+    ("node.id", "int", "1"),
+    ("broker.id", "int", None),
+    ("listeners", "list", "PLAINTEXT://127.0.0.1:9092"),
+    ("advertised.listeners", "list", None),
+    ("log.dirs", "list", None),
+    ("log.dir", "string", "./kbroker-data"),
+    ("num.partitions", "int", "1"),
+    ("default.replication.factor", "int", "1"),
+    ("auto.create.topics.enable", "boolean", "true"),
+    ("delete.topic.enable", "boolean", "true"),
+    ("log.segment.bytes", "int", "1073741824"),
+    ("log.roll.ms", "long", None),
+    ("log.roll.hours", "int", "168"),
+    ("log.index.interval.bytes", "int", "4096"),
+    ("log.index.size.max.bytes", "int", "10485760"),
+    ("log.retention.ms", "long", None),
+    ("log.retention.minutes", "int", None),
+    ("log.retention.hours", "int", "168"),
+    ("log.retention.bytes", "long", "-1"),
+    ("log.cleanup.policy", "list", "delete"),
+    ("log.flush.interval.messages", "long", "9223372036854775807"),
+    ("log.flush.interval.ms", "long", None),
+    ("log.flush.offset.checkpoint.interval.ms", "int", "60000"),
+    ("log.message.timestamp.type", "string", "CreateTime"),
+    ("compression.type", "string", "producer"),
+    ("message.max.bytes", "int", "1048588"),
+    ("min.insync.replicas", "int", "1"),
+    ("socket.request.max.bytes", "int", "104857600"),
+    ("offsets.topic.num.partitions", "int", "50"),
+    ("offsets.topic.replication.factor", "short", "3"),
+    ("cluster.id", "string", None),
+)
+
+# Topic-level keys: (type, broker key whose value is the default).
+TOPIC_SETTINGS: dict[str, tuple[str, str]] = {
+    "cleanup.policy": ("list", "log.cleanup.policy"),
+    "compression.type": ("string", "compression.type"),
+    "flush.messages": ("long", "log.flush.interval.messages"),
+    "flush.ms": ("long", "log.flush.interval.ms"),
+    "index.interval.bytes": ("int", "log.index.interval.bytes"),
+    "max.message.bytes": ("int", "message.max.bytes"),
+    "message.timestamp.type": ("string", "log.message.timestamp.type"),
+    "min.insync.replicas": ("int", "min.insync.replicas"),
+    "retention.bytes": ("long", "log.retention.bytes"),
+    "retention.ms": ("long", "log.retention.ms"),
+    "segment.bytes": ("int", "log.segment.bytes"),
+    "segment.index.bytes": ("int", "log.index.size.max.bytes"),
+    "segment.ms": ("long", "log.roll.ms"),
+}
+
+_CHOICES = {
+    "message.timestamp.type": ("CreateTime", "LogAppendTime"),
+    "compression.type": ("producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"),
+    "cleanup.policy": ("delete", "compact", "compact,delete", "delete,compact"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is not valid for its key (Kafka's INVALID_CONFIG)."""
+
+
+def validate(name: str, kind: str, value: str | None) -> None:
+    """Raise ConfigError unless ``value`` parses as ``kind`` (and is an allowed choice)."""
+    if value is None:
+        return
+    if kind in ("int", "long", "short"):
+        try:
+            int(value)
+        except ValueError:
+            raise ConfigError(f"invalid value {value!r} for {name}: not an integer") from None
+    elif kind == "boolean" and value.lower() not in ("true", "false"):
+        raise ConfigError(f"invalid value {value!r} for {name}: not a boolean")
+    choices = _CHOICES.get(name)
+    if choices and value.replace(" ", "") not in choices:
+        raise ConfigError(f"invalid value {value!r} for {name}: one of {', '.join(choices)}")
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java ``.properties`` text: ``key=value``, ``key: value``, comments, continuations."""
+    values: dict[str, str] = {}
+    pending = ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if not line or line[0] in "#!":
+            continue
+        if line.endswith("\\"):
+            pending = line[:-1]
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if cut < 0:
+            key, _, value = line.partition(" ")
+        else:
+            key, value = line[:cut], line[cut + 1 :]
+        values[key.strip()] = value.strip()
+    return values
+
+
+class BrokerConfig:
+    """Effective broker settings: Kafka defaults, then properties, then overrides."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self._values: dict[str, str | None] = {k: s.default for k, s in BROKER_SETTINGS.items()}
+        self.ignored: list[str] = []
+        self.explicit: set[str] = set()
+        for key, value in (values or {}).items():
+            self.set(key, value)
+
+    def set(self, key: str, value: str) -> None:
+        setting = BROKER_SETTINGS.get(key)
+        if setting is None:
+            self.ignored.append(key)
+            log.warning("ignoring unsupported configuration key %s", key)
+            return
+        validate(key, setting.type, value)
+        self._values[key] = value
+        self.explicit.add(key)
+
+    def get(self, key: str) -> str | None:
+        return self._values[key]
+
+    def get_int(self, key: str) -> int | None:
+        value = self._values[key]
+        return None if value is None else int(value)
+
+    def get_bool(self, key: str) -> bool:
+        return str(self._values[key]).lower() == "true"
+
+    @property
+    def node_id(self) -> int:
+        broker_id = self.get_int("broker.id")
+        return broker_id if broker_id is not None and broker_id >= 0 else self.get_int("node.id")
+
+    @property
+    def data_dir(self) -> str:
+        dirs = self.get("log.dirs")
+        return dirs.split(",")[0].strip() if dirs else self.get("log.dir")
+
+    def listener(self) -> tuple[str, int]:
+        """The (host, port) to bind, from the first entry of ``listeners``."""
+        return _host_port(self.get("listeners"))
+
+    def advertised_listener(self) -> tuple[str, int]:
+        """The (host, port) clients are told to use."""
+        advertised = self.get("advertised.listeners")
+        host, port = _host_port(advertised or self.get("listeners"))
+        return (host or "localhost", port)
+
+    def retention_ms(self) -> int:
+        for key, scale in (
+            ("log.retention.ms", 1),
+            ("log.retention.minutes", 60_000),
+            ("log.retention.hours", 3_600_000),
+        ):
+            value = self.get_int(key)
+            if value is not None:
+                return value * scale if value >= 0 else -1
+        return -1
+
+    def roll_ms(self) -> int:
+        value = self.get_int("log.roll.ms")
+        return value if value is not None else self.get_int("log.roll.hours") * 3_600_000
+
+    def topic_default(self, name: str) -> str | None:
+        """The broker-wide default of a topic-level key."""
+        if name == "retention.ms":
+            return str(self.retention_ms())
+        if name == "segment.ms":
+            return str(self.roll_ms())
+        return self.get(TOPIC_SETTINGS[name][1])
+
+
+def _host_port(listeners: str) -> tuple[str, int]:
+    first = listeners.split(",")[0].strip()
+    address = first.split("://", 1)[-1]
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,111 @@
+"""The broker: wires configuration, metadata, logs and handlers together.
+
+It is what handlers see as ``broker``: the controller and metadata, the hosted
+partitions, effective topic configuration, and the topic auto-creation rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from kbroker.api.api_versions import api_ranges
+from kbroker.api.dispatch import HANDLERS
+from kbroker.cluster.controller import EmbeddedController
+from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
+from kbroker.cluster.replicas import Partition, ReplicaManager
+from kbroker.cluster.topics import check_name
+from kbroker.config import TOPIC_SETTINGS, BrokerConfig
+from kbroker.log.config import LogConfig
+from kbroker.log.manager import LogManager
+from kbroker.wire.connection import Request
+from kbroker.wire.errors import ErrorCode, KafkaError
+from kbroker.wire.registry import Registry
+
+log = logging.getLogger("kbroker.broker")
+
+
+class Broker:
+    """One broker process's state, shared by all connections."""
+
+    def __init__(self, config: BrokerConfig, registry: Registry | None = None) -> None:
+        self.config = config
+        self.registry = registry or Registry(keys=set(HANDLERS))
+        self.api_ranges = api_ranges(self.registry)
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        host, port = config.advertised_listener()
+        self.node = BrokerInfo(config.node_id, host, port)
+        self.controller = EmbeddedController(
+            MetadataStore(data_dir, config.get("cluster.id")), self.node
+        )
+        self.logs = LogManager(data_dir)
+        self.replicas = ReplicaManager(self.logs, self.log_config)
+        self.controller.on_created.append(self.replicas.open_topic)
+        self.controller.on_deleted.append(self.replicas.remove_topic)
+        for topic in self.controller.store.topics.values():
+            self.replicas.open_topic(topic)
+
+    def advertise(self, host: str, port: int) -> None:
+        """Set the address clients are told to use (once the real bound port is known)."""
+        self.node = BrokerInfo(self.node.node_id, host, port, self.node.rack)
+        self.controller.broker = self.node
+
+    def topic_config(self, topic: Topic, name: str) -> str | None:
+        """A topic's effective value of a topic-level key: its override, else the broker's."""
+        value = topic.configs.get(name)
+        return value if value is not None else self.config.topic_default(name)
+
+    def log_config(self, topic: Topic) -> LogConfig:
+        """The log settings of a topic: its overrides on top of the broker's defaults."""
+        return LogConfig().with_overrides(
+            {name: self.topic_config(topic, name) for name in TOPIC_SETTINGS}
+        )
+
+    def auto_create(self, name: str, allowed: bool) -> tuple[Topic | None, ErrorCode]:
+        """Create a missing topic if the request and ``auto.create.topics.enable`` allow."""
+        try:
+            check_name(name)
+        except KafkaError as exc:
+            return None, exc.code
+        if not (allowed and self.config.get_bool("auto.create.topics.enable")):
+            return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        try:
+            topic = self.controller.create_topic(
+                name,
+                self.config.get_int("num.partitions"),
+                self.config.get_int("default.replication.factor"),
+            )
+        except KafkaError as exc:
+            log.warning("auto-creating topic %r failed: %s", name, exc)
+            return None, exc.code
+        log.info("auto-created topic %r with %d partitions", name, len(topic.partitions))
+        return topic, ErrorCode.NONE
+
+    def hosted_partition(self, topic: Topic, index: int) -> Partition:
+        partition = self.replicas.get(topic.name, index)
+        if partition is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return partition
+
+    def hosted_partition_by_name(self, name: str, index: int) -> Partition:
+        topic = self.controller.store.topics.get(name)
+        if topic is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return self.hosted_partition(topic, index)
+
+    def partition_for_produce(self, name: str, index: int) -> Partition:
+        """The partition to append to, auto-creating the topic as Kafka's Metadata would."""
+        topic = self.controller.store.topics.get(name)
+        if topic is None:
+            topic, code = self.auto_create(name, True)
+            if topic is None:
+                raise KafkaError(code)
+        return self.hosted_partition(topic, index)
+
+    async def handle(self, request: Request) -> dict | None:
+        return await HANDLERS[request.api_key](self, request)
+
+    def close(self) -> None:
+        """Flush and close every log and write the checkpoints."""
+        self.logs.close()

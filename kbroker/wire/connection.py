@@ -1,0 +1,114 @@
+"""One client connection's protocol state, with no IO (h11 is the model).
+
+The listener feeds bytes in with :meth:`Connection.receive_data`, takes whole decoded
+requests out with :meth:`Connection.next_request`, and turns each response body into
+frame parts with :meth:`Connection.send_response`. Everything a misbehaving client can
+do ends in a :class:`ProtocolError`, after which the caller closes the connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from kbroker.wire.primitives import INT32, DecodeError
+from kbroker.wire.registry import Registry
+from kbroker.wire.types import Writer, read_string, skip_tagged_fields
+
+API_VERSIONS_KEY = 18
+_REQUEST_HEADER = struct.Struct(">hhi")
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; the connection must be closed (as Kafka does)."""
+
+
+@dataclass(slots=True)
+class Request:
+    """A decoded request. ``body`` is None for an ApiVersions request of a version newer
+    than ours: Kafka answers that with UNSUPPORTED_VERSION in the v0 layout."""
+
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: dict | None
+    size: int
+
+    @property
+    def response_version(self) -> int:
+        return 0 if self.body is None else self.api_version
+
+
+class Connection:
+    """Frames and decodes requests; encodes responses with the right header."""
+
+    def __init__(self, registry: Registry, max_request_size: int = 104857600) -> None:
+        self.registry = registry
+        self.max_request_size = max_request_size
+        self._buffer = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    def pending_frame_size(self) -> int | None:
+        """Size of the frame being received, once its 4-byte prefix has arrived.
+
+        Raises ProtocolError as soon as the prefix announces an illegal size, so a
+        huge frame is refused before its body is read.
+        """
+        if len(self._buffer) < 4:
+            return None
+        (size,) = INT32.unpack_from(self._buffer, 0)
+        if size < 0 or size > self.max_request_size:
+            raise ProtocolError(
+                f"request of {size} bytes exceeds socket.request.max.bytes "
+                f"({self.max_request_size})"
+            )
+        return size
+
+    def next_request(self) -> Request | None:
+        """The next whole request, or None until more data arrives."""
+        size = self.pending_frame_size()
+        if size is None or len(self._buffer) < 4 + size:
+            return None
+        frame = memoryview(bytes(self._buffer[4 : 4 + size]))
+        del self._buffer[: 4 + size]
+        return self._decode(frame)
+
+    def _decode(self, frame: memoryview) -> Request:
+        if len(frame) < _REQUEST_HEADER.size:
+            raise ProtocolError(f"request header truncated ({len(frame)} bytes)")
+        key, version, correlation_id = _REQUEST_HEADER.unpack_from(frame, 0)
+        api = self.registry.apis.get(key)
+        if api is None:
+            raise ProtocolError(f"unknown API key {key}")
+        try:
+            client_id, pos = read_string(frame, 8)
+            if version not in api.implemented:
+                if key == API_VERSIONS_KEY and version > api.max_version:
+                    return Request(key, version, correlation_id, client_id, None, len(frame))
+                raise ProtocolError(f"unsupported version {version} of {api.name}")
+            if api.is_flexible(version):
+                pos = skip_tagged_fields(frame, pos)
+            body, pos = self.registry.decode_request(key, version, frame, pos)
+        except (DecodeError, struct.error, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"malformed {api.name} v{version} request: {exc}") from None
+        if pos != len(frame):
+            raise ProtocolError(
+                f"{api.name} v{version} request has {len(frame) - pos} trailing bytes"
+            )
+        return Request(key, version, correlation_id, client_id, body, len(frame))
+
+    def send_response(self, request: Request, body: dict) -> list:
+        """Encode a response frame; returns parts (bytes and file regions) to write."""
+        out = Writer()
+        out += b"\0\0\0\0"
+        out += INT32.pack(request.correlation_id)
+        version = request.response_version
+        api = self.registry.apis[request.api_key]
+        if request.api_key != API_VERSIONS_KEY and api.is_flexible(version):
+            out.append(0)  # response header v1: no tagged fields
+        self.registry.encode_response(request.api_key, version, body, out)
+        INT32.pack_into(out, 0, out.total_size() - 4)
+        return out.parts()
