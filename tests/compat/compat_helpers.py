@@ -136,3 +136,26 @@ def check_round_trip(messages: list[Message], delivered: dict[int, tuple[int, in
             assert earliest_ts - 1000 <= record.timestamp <= now + 1000, (
                 f"timestamp {record.timestamp} not within the test's run "
                 f"[{earliest_ts}, {now}]")
+
+
+# -- a partition with known timestamps, for ListOffsets -----------------------------------
+TS_COUNT = 200
+TS_STEP = 10
+
+
+def produce_timestamped(bootstrap: str, topic: str) -> int:
+    """200 messages to partition 0 with CreateTime base + 10*i, in batches of 20.
+
+    Returns the base timestamp. Several batches, so a timestamp lookup has to find the
+    right batch through the time index and then the right record inside it.
+    """
+    from compat_clients import confluent_produce
+
+    base = int(time.time() * 1000) - 3_600_000
+    messages = [Message(i, b"ts-%d" % i, b"at %d" % (base + TS_STEP * i), ())
+                for i in range(TS_COUNT)]
+    delivered = confluent_produce(
+        bootstrap, topic, messages, {"batch.num.messages": 20, "linger.ms": 50},
+        partition=0, timestamps=[base + TS_STEP * i for i in range(TS_COUNT)])
+    assert sorted(delivered.values()) == [(0, i) for i in range(TS_COUNT)]
+    return base
