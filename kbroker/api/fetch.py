@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from kbroker.log.errors import OffsetOutOfRange
 from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode, KafkaError
 
@@ -23,11 +24,12 @@ def _read_partition(broker, topic, request_partition: dict, budget: int, first: 
     try:
         partition = broker.hosted_partition(topic, index)
         log = partition.log
-        offset = request_partition["fetch_offset"]
-        if offset < log.log_start_offset or offset > log.log_end_offset:
-            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE)
         limit = min(request_partition["partition_max_bytes"], budget)
-        result["records"] = log.read(offset, limit, log.high_watermark, min_one=first)
+        try:
+            records = log.read(request_partition["fetch_offset"], limit, min_one_batch=first)
+        except OffsetOutOfRange:
+            raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE) from None
+        result["records"] = records if records.size else b""
         result.update(
             high_watermark=log.high_watermark,
             last_stable_offset=log.high_watermark,

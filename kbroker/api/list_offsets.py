@@ -5,27 +5,8 @@ from __future__ import annotations
 from kbroker.wire.connection import Request
 from kbroker.wire.errors import KafkaError
 
-LATEST = -1
 EARLIEST = -2
-MAX_TIMESTAMP = -3
-EARLIEST_LOCAL = -4
-
-
-def _lookup(partition, timestamp: int) -> tuple[int, int]:
-    """(timestamp, offset) for one query, per Kafka's ListOffsets semantics."""
-    log = partition.log
-    if timestamp == LATEST:
-        return -1, log.high_watermark
-    if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return -1, log.log_start_offset
-    if timestamp == MAX_TIMESTAMP:
-        found = log.max_timestamp_offset()
-    else:
-        found = log.offset_for_timestamp(timestamp)
-    if found is None:
-        return -1, -1
-    offset, found_timestamp = found
-    return found_timestamp, offset
+EARLIEST_LOCAL = -4  # no tiered storage here: the local log start is the log start
 
 
 async def handle(broker, request: Request) -> dict:
@@ -38,10 +19,14 @@ async def handle(broker, request: Request) -> dict:
                 partition = broker.hosted_partition_by_name(
                     topic_request["name"], query["partition_index"]
                 )
-                timestamp, offset = _lookup(partition, query["timestamp"])
-                result.update(
-                    timestamp=timestamp, offset=offset, leader_epoch=partition.leader_epoch
+                timestamp = query["timestamp"]
+                found = partition.log.offset_for_timestamp(
+                    EARLIEST if timestamp == EARLIEST_LOCAL else timestamp,
+                    max_offset=partition.log.high_watermark,
                 )
+                if found is not None:
+                    result.update(offset=found[0], timestamp=found[1])
+                result["leader_epoch"] = partition.leader_epoch
             except KafkaError as exc:
                 result["error_code"] = exc.code
             partitions.append(result)

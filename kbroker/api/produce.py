@@ -9,7 +9,6 @@ nothing of it.
 from __future__ import annotations
 
 import logging
-import time
 
 from kbroker.cluster.replicas import Partition
 from kbroker.wire import records
@@ -44,20 +43,17 @@ def append_to(broker, partition: Partition, payload: bytes | None) -> dict:
             }
     for header in headers:
         partition.producers.check(header)
-    append_time = None
-    if broker.topic_config(partition.topic, "message.timestamp.type") == "LogAppendTime":
-        append_time = int(time.time() * 1000)
-    base_offset = partition.log.append(
-        bytearray(payload), headers, append_time, partition.leader_epoch
+    appended = partition.log.append(
+        bytearray(payload), leader_epoch=partition.leader_epoch, headers=headers
     )
-    offset = base_offset
+    offset = appended.base_offset
     for header in headers:
         partition.producers.record(header, offset)
         offset += header.last_offset_delta + 1
     partition.appended()
     return {
-        "base_offset": base_offset,
-        "log_append_time_ms": -1 if append_time is None else append_time,
+        "base_offset": appended.base_offset,
+        "log_append_time_ms": appended.log_append_time,
         "log_start_offset": partition.log.log_start_offset,
     }
 

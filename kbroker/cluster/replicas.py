@@ -25,7 +25,7 @@ class Partition:
         self.log = log
         self.producers = ProducerStateTable()
         self.watchers: set[Callable[[], None]] = set()
-        for header in log.batch_headers():
+        for header in log.iter_batch_headers():
             self.producers.record(header, header.base_offset)
 
     @property

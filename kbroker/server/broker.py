@@ -39,7 +39,8 @@ class Broker:
         self.controller = EmbeddedController(
             MetadataStore(data_dir, config.get("cluster.id")), self.node
         )
-        self.logs = LogManager(data_dir)
+        self.logs = LogManager(str(data_dir), config_for=self._log_config_by_name)
+        self.logs.startup()
         self.replicas = ReplicaManager(self.logs, self.log_config)
         self.controller.on_created.append(self.replicas.open_topic)
         self.controller.on_deleted.append(self.replicas.remove_topic)
@@ -61,6 +62,10 @@ class Broker:
         return LogConfig().with_overrides(
             {name: self.topic_config(topic, name) for name in TOPIC_SETTINGS}
         )
+
+    def _log_config_by_name(self, name: str) -> LogConfig:
+        topic = self.controller.store.topics.get(name)
+        return LogConfig() if topic is None else self.log_config(topic)
 
     def auto_create(self, name: str, allowed: bool) -> tuple[Topic | None, ErrorCode]:
         """Create a missing topic if the request and ``auto.create.topics.enable`` allow."""
@@ -108,4 +113,4 @@ class Broker:
 
     def close(self) -> None:
         """Flush and close every log and write the checkpoints."""
-        self.logs.close()
+        self.logs.shutdown()
