@@ -91,13 +91,10 @@ class Connection:
                 raise ProtocolError(f"unsupported version {version} of {api.name}")
             if api.is_flexible(version):
                 pos = skip_tagged_fields(frame, pos)
-            body, pos = self.registry.decode_request(key, version, frame, pos)
+            body, _ = self.registry.decode_request(key, version, frame, pos)
         except (DecodeError, struct.error, UnicodeDecodeError) as exc:
             raise ProtocolError(f"malformed {api.name} v{version} request: {exc}") from None
-        if pos != len(frame):
-            raise ProtocolError(
-                f"{api.name} v{version} request has {len(frame) - pos} trailing bytes"
-            )
+        # Like Kafka, bytes after the last field are ignored (librdkafka sends some).
         return Request(key, version, correlation_id, client_id, body, len(frame))
 
     def send_response(self, request: Request, body: dict) -> list:

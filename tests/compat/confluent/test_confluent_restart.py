@@ -16,6 +16,15 @@ from compat_clients import (
 from compat_helpers import check_round_trip, make_messages, topic_name
 
 
+def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create topics up front: a consumer (allow.auto.create.topics=false) never creates one."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result(30)
+
+
 @pytest.mark.parametrize("how", ["term", "kill"])
 def test_restart_keeps_acknowledged_messages(broker_factory, how):
     broker = broker_factory({"num.partitions": 3})
@@ -23,14 +32,19 @@ def test_restart_keeps_acknowledged_messages(broker_factory, how):
     messages = make_messages(6000, source="restart")
     first, second = messages[:3000], messages[3000:]
 
-    delivered = confluent_produce(broker.bootstrap, topic, first, {"compression.type": "lz4"})
+    delivered = confluent_produce(
+        broker.bootstrap, topic, first, {"compression.type": "lz4", "partitioner": "murmur2_random"}
+    )
     before = confluent_consume(broker.bootstrap, topic, len(first))
     check_round_trip(first, delivered, before)
 
     broker.restart(how)  # kill: right after flush() returned, no chance to flush files
 
     after = confluent_consume(broker.bootstrap, topic, len(first))
-    assert after == before, "records differ after the restart"
+    def by_position(records):
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+
+    assert by_position(after) == by_position(before), "records differ after the restart"
 
     # the log goes on after the restart: offsets continue, nothing overwritten
     delivered.update(kafka_python_produce(broker.bootstrap, topic, second))
@@ -43,6 +57,7 @@ def test_restart_twice_and_empty_topic(broker_factory):
     broker = broker_factory({"num.partitions": 3})
     full, empty = topic_name("restart-full"), topic_name("restart-empty")
     messages = make_messages(300, source="twice")
+    create_topics(broker.bootstrap, [empty], partitions=3)
     delivered = confluent_produce(broker.bootstrap, full, messages)
     assert confluent_consume(broker.bootstrap, empty, 0) == []
     broker.restart("kill")
