@@ -38,6 +38,7 @@ async def serve(config: BrokerConfig) -> None:
     """Run a broker until SIGTERM or SIGINT, then shut down cleanly."""
     from kbroker.server.broker import Broker
     from kbroker.server.listener import Listener
+    from kbroker.server.maintenance import run_log_maintenance
 
     broker = Broker(config)
     listener = Listener(broker)
@@ -48,6 +49,7 @@ async def serve(config: BrokerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    maintenance = asyncio.create_task(run_log_maintenance(broker.logs, config))
     log.info(
         "kbroker %s ready on %s:%d (data in %s)", kbroker.__version__, host, port, config.data_dir
     )
@@ -55,6 +57,7 @@ async def serve(config: BrokerConfig) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        maintenance.cancel()
         await listener.stop()
         broker.close()
         log.info("stopped")

@@ -49,6 +49,7 @@ BROKER_SETTINGS = _settings(
     ("log.flush.interval.messages", "long", "9223372036854775807"),
     ("log.flush.interval.ms", "long", None),
     ("log.flush.offset.checkpoint.interval.ms", "int", "60000"),
+    ("log.retention.check.interval.ms", "long", "300000"),
     ("log.message.timestamp.type", "string", "CreateTime"),
     ("compression.type", "string", "producer"),
     ("message.max.bytes", "int", "1048588"),
