@@ -72,7 +72,7 @@ def _run(coro) -> None:
         uvloop.run(coro)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kbroker", description=kbroker.__doc__)
     parser.add_argument("--version", action="version", version=f"kbroker {kbroker.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         help="set any Kafka broker property (repeatable)",
     )
     serve_cmd.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

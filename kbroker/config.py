@@ -77,10 +77,14 @@ TOPIC_SETTINGS: dict[str, tuple[str, str]] = {
     "segment.ms": ("long", "log.roll.ms"),
 }
 
+_TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+_CLEANUP_POLICIES = ("delete", "compact", "compact,delete", "delete,compact")
 _CHOICES = {
-    "message.timestamp.type": ("CreateTime", "LogAppendTime"),
+    "message.timestamp.type": _TIMESTAMP_TYPES,
+    "log.message.timestamp.type": _TIMESTAMP_TYPES,
     "compression.type": ("producer", "uncompressed", "none", "gzip", "snappy", "lz4", "zstd"),
-    "cleanup.policy": ("delete", "compact", "compact,delete", "delete,compact"),
+    "cleanup.policy": _CLEANUP_POLICIES,
+    "log.cleanup.policy": _CLEANUP_POLICIES,
 }
 
 
