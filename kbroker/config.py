@@ -57,6 +57,15 @@ BROKER_SETTINGS = _settings(
     ("socket.request.max.bytes", "int", "104857600"),
     ("offsets.topic.num.partitions", "int", "50"),
     ("offsets.topic.replication.factor", "short", "3"),
+    ("offsets.topic.segment.bytes", "int", "104857600"),
+    ("offsets.retention.minutes", "int", "10080"),
+    ("offsets.retention.check.interval.ms", "long", "600000"),
+    ("offset.metadata.max.bytes", "int", "4096"),
+    ("group.min.session.timeout.ms", "int", "6000"),
+    ("group.max.session.timeout.ms", "int", "1800000"),
+    # Kafka's built-in default is 3000; 0 is what Kafka's shipped server.properties sets.
+    ("group.initial.rebalance.delay.ms", "int", "0"),
+    ("group.max.size", "int", "2147483647"),
     ("cluster.id", "string", None),
 )
 

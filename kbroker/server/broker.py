@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kbroker.api.api_versions import api_ranges
 from kbroker.api.dispatch import HANDLERS
+from kbroker.api.groups import GroupService
 from kbroker.cluster.controller import EmbeddedController
 from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
 from kbroker.cluster.replicas import Partition, ReplicaManager
@@ -46,6 +47,8 @@ class Broker:
         self.controller.on_deleted.append(self.replicas.remove_topic)
         for topic in self.controller.store.topics.values():
             self.replicas.open_topic(topic)
+        # consumer groups and committed offsets, loaded back from __consumer_offsets
+        self.groups = GroupService(self)
 
     def advertise(self, host: str, port: int) -> None:
         """Set the address clients are told to use (once the real bound port is known)."""
@@ -113,4 +116,5 @@ class Broker:
 
     def close(self) -> None:
         """Flush and close every log and write the checkpoints."""
+        self.groups.stop_timer()
         self.logs.shutdown()

@@ -33,6 +33,7 @@ class _ClientSession:
         self.closing = False
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.client_host = f"/{peer[0]}" if peer else ""
 
     async def run(self) -> None:
         try:
@@ -45,6 +46,7 @@ class _ClientSession:
                     self.protocol.receive_data(data)
                     continue
                 self.busy = True
+                request.client_host = self.client_host
                 try:
                     body = await self.broker.handle(request)
                     if body is not None:

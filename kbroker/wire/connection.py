@@ -34,6 +34,7 @@ class Request:
     client_id: str | None
     body: dict | None
     size: int
+    client_host: str = ""  # the peer's address as Kafka shows it ("/127.0.0.1")
 
     @property
     def response_version(self) -> int:

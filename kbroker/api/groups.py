@@ -1,0 +1,440 @@
+"""Consumer groups: the coordinator APIs and the committed-offsets APIs.
+
+The group state machine lives in :mod:`kbroker.group.coordinator`; this module wires it
+to the broker. :class:`GroupService` owns the coordinator, writes its records to
+``__consumer_offsets`` (created on first use, as Kafka does), loads them back at
+start-up and runs the timer that expires sessions and rebalance phases. The handlers
+translate requests of every version to coordinator calls and back; a JoinGroup or
+SyncGroup that must wait for the rest of the group awaits a future that the
+coordinator's callback resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kbroker.cluster.metadata import Topic
+from kbroker.group.coordinator import GroupConfig, GroupCoordinator, GroupState
+from kbroker.group.records import OffsetAndMetadata, partition_for
+from kbroker.log.errors import LogError
+from kbroker.wire.connection import Request
+from kbroker.wire.errors import ErrorCode, KafkaError
+from kbroker.wire.record import build_batch, decode_records
+
+log = logging.getLogger("kbroker.groups")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+TICK_SECONDS = 0.05
+COORDINATOR_GROUP, COORDINATOR_TRANSACTION = 0, 1
+# AclOperation bits of a group when no authorizer is configured: READ, DELETE, DESCRIBE.
+GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
+NOT_REQUESTED = -(2**31)
+
+
+class GroupService:
+    """The broker's group coordinator and its storage in ``__consumer_offsets``."""
+
+    def __init__(self, broker) -> None:
+        self.broker = broker
+        config = broker.config
+        self.coordinator = GroupCoordinator(
+            GroupConfig(
+                min_session_timeout_ms=config.get_int("group.min.session.timeout.ms"),
+                max_session_timeout_ms=config.get_int("group.max.session.timeout.ms"),
+                initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms"),
+                offsets_retention_ms=config.get_int("offsets.retention.minutes") * 60_000,
+                offsets_retention_check_interval_ms=config.get_int(
+                    "offsets.retention.check.interval.ms"
+                ),
+                offset_metadata_max_bytes=config.get_int("offset.metadata.max.bytes"),
+                max_size=config.get_int("group.max.size"),
+            ),
+            persist=self._persist,
+        )
+        self._timer: asyncio.Task | None = None
+        self._load()
+
+    # -- the offsets topic -------------------------------------------------------------
+    def offsets_topic(self, create: bool = True) -> Topic | None:
+        topic = self.broker.controller.store.topics.get(OFFSETS_TOPIC)
+        if topic is None and create:
+            config = self.broker.config
+            live = len(self.broker.controller.live_brokers())
+            topic = self.broker.controller.create_topic(
+                OFFSETS_TOPIC,
+                config.get_int("offsets.topic.num.partitions"),
+                min(config.get_int("offsets.topic.replication.factor"), live),
+                configs={
+                    "cleanup.policy": "compact",
+                    "compression.type": "producer",
+                    "segment.bytes": config.get("offsets.topic.segment.bytes"),
+                },
+                internal=True,
+            )
+            log.info("created %s with %d partitions", OFFSETS_TOPIC, len(topic.partitions))
+        return topic
+
+    def partition_of(self, group_id: str, topic: Topic) -> int:
+        return partition_for(group_id, len(topic.partitions))
+
+    def _persist(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
+        topic = self.offsets_topic()
+        partition = self.broker.hosted_partition(topic, self.partition_of(group_id, topic))
+        batch = bytearray(build_batch([(key, value, None, None) for key, value in records]))
+        try:
+            partition.log.append(batch, leader_epoch=partition.leader_epoch)
+        except LogError as exc:
+            code = getattr(exc, "error_code", ErrorCode.UNKNOWN_SERVER_ERROR)
+            raise KafkaError(ErrorCode(code), str(exc)) from None
+        partition.appended()
+
+    def _load(self) -> None:
+        topic = self.offsets_topic(create=False)
+        if topic is None:
+            return
+        self.coordinator.load(self._records(topic))
+
+    def _records(self, topic: Topic):
+        for index in range(len(topic.partitions)):
+            partition = self.broker.replicas.get(topic.name, index)
+            if partition is None:
+                continue
+            partition_log = partition.log
+            for header, data in partition_log.iter_batches(partition_log.log_start_offset):
+                if header.is_control:
+                    continue
+                try:
+                    _, batch_records = decode_records(data)
+                except Exception as exc:
+                    log.warning("skipping unreadable batch of %s-%d: %s", topic.name, index, exc)
+                    continue
+                for record in batch_records:
+                    yield record.key, record.value
+
+    # -- the timer -----------------------------------------------------------------------
+    def start_timer(self) -> None:
+        """Start the expiry timer on the running loop (once; on the first group request)."""
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._run_timer())
+
+    async def _run_timer(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                self.coordinator.poll()
+            except Exception:
+                log.exception("group coordinator timer failed")
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _service(broker) -> GroupService:
+    service = broker.groups
+    service.start_timer()
+    return service
+
+
+def _waiter():
+    future = asyncio.get_running_loop().create_future()
+
+    def resolve(result: dict) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    return future, resolve
+
+
+# -- FindCoordinator -------------------------------------------------------------------
+async def find_coordinator(broker, request: Request) -> dict:
+    body = request.body
+    keys = body["coordinator_keys"] if request.api_version >= 4 else [body["key"]]
+    key_type = body["key_type"]
+    results = []
+    for key in keys:
+        entry = {"key": key, "node_id": -1, "host": "", "port": -1, "error_message": None}
+        code = ErrorCode.NONE
+        if key_type == COORDINATOR_GROUP:
+            try:
+                topic = _service(broker).offsets_topic()
+                state = topic.partitions[broker.groups.partition_of(key, topic)]
+                node = next(
+                    b for b in broker.controller.live_brokers() if b.node_id == state.leader
+                )
+                entry.update(node_id=node.node_id, host=node.host, port=node.port)
+            except (KafkaError, StopIteration) as exc:
+                log.warning("no coordinator for group %r: %s", key, exc)
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        elif key_type == COORDINATOR_TRANSACTION:
+            code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+            entry["error_message"] = "transactions are not supported by this broker yet"
+        else:
+            code = ErrorCode.INVALID_REQUEST
+            entry["error_message"] = f"Unknown coordinator type {key_type}"
+        entry["error_code"] = code
+        results.append(entry)
+    if request.api_version >= 4:
+        return {"coordinators": results}
+    first = results[0]
+    return {
+        "error_code": first["error_code"],
+        "error_message": first["error_message"],
+        "node_id": first["node_id"],
+        "host": first["host"],
+        "port": first["port"],
+    }
+
+
+# -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------------
+async def join_group(broker, request: Request) -> dict:
+    body = request.body
+    version = request.api_version
+    future, resolve = _waiter()
+    _service(broker).coordinator.join(
+        group_id=body["group_id"],
+        member_id=body["member_id"],
+        group_instance_id=body["group_instance_id"],
+        client_id=request.client_id or "",
+        client_host=request.client_host,
+        session_timeout=body["session_timeout_ms"],
+        rebalance_timeout=body["rebalance_timeout_ms"] if version >= 1 else -1,
+        protocol_type=body["protocol_type"],
+        protocols=[(p["name"], p["metadata"]) for p in body["protocols"]],
+        require_known_member_id=version >= 4,
+        callback=resolve,
+    )
+    result = await future
+    if version < 7 and result["protocol_name"] is None:
+        result["protocol_name"] = ""
+    return result
+
+
+async def sync_group(broker, request: Request) -> dict:
+    body = request.body
+    future, resolve = _waiter()
+    _service(broker).coordinator.sync(
+        group_id=body["group_id"],
+        generation=body["generation_id"],
+        member_id=body["member_id"],
+        group_instance_id=body["group_instance_id"],
+        protocol_type=body["protocol_type"],
+        protocol_name=body["protocol_name"],
+        assignments={a["member_id"]: a["assignment"] for a in body["assignments"]},
+        callback=resolve,
+    )
+    return await future
+
+
+async def heartbeat(broker, request: Request) -> dict:
+    body = request.body
+    code = _service(broker).coordinator.heartbeat(
+        body["group_id"], body["generation_id"], body["member_id"], body["group_instance_id"]
+    )
+    return {"error_code": code}
+
+
+async def leave_group(broker, request: Request) -> dict:
+    body = request.body
+    if request.api_version >= 3:
+        leaving = [(m["member_id"], m["group_instance_id"]) for m in body["members"]]
+    else:
+        leaving = [(body["member_id"], None)]
+    top, errors = _service(broker).coordinator.leave(body["group_id"], leaving)
+    if request.api_version < 3:
+        if top == ErrorCode.NONE:
+            top = errors[0]
+        return {"error_code": top}
+    return {
+        "error_code": top,
+        "members": [
+            {"member_id": member_id, "group_instance_id": instance_id, "error_code": code}
+            for (member_id, instance_id), code in zip(leaving, errors, strict=True)
+        ],
+    }
+
+
+# -- OffsetCommit / OffsetFetch / OffsetDelete --------------------------------------------
+def _partition_exists(broker, topic: str, partition: int) -> bool:
+    found = broker.controller.store.topics.get(topic)
+    return found is not None and 0 <= partition < len(found.partitions)
+
+
+async def offset_commit(broker, request: Request) -> dict:
+    body = request.body
+    coordinator = _service(broker).coordinator
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    for topic in body["topics"]:
+        for p in topic["partitions"]:
+            tp = (topic["name"], p["partition_index"])
+            if not _partition_exists(broker, *tp):
+                errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                offsets[tp] = OffsetAndMetadata(
+                    p["committed_offset"], p["committed_leader_epoch"], p["committed_metadata"]
+                )
+    if offsets:
+        errors.update(
+            coordinator.commit_offsets(
+                body["group_id"],
+                body["generation_id_or_member_epoch"],
+                body["member_id"],
+                body["group_instance_id"],
+                offsets,
+                body["retention_time_ms"],
+            )
+        )
+    return {
+        "topics": [
+            {
+                "name": topic["name"],
+                "partitions": [
+                    {
+                        "partition_index": p["partition_index"],
+                        "error_code": errors[(topic["name"], p["partition_index"])],
+                    }
+                    for p in topic["partitions"]
+                ],
+            }
+            for topic in body["topics"]
+        ]
+    }
+
+
+def _fetch_group(coordinator: GroupCoordinator, group_id: str, topics) -> list[dict]:
+    wanted = None
+    if topics is not None:
+        wanted = [(t["name"], p) for t in topics for p in t["partition_indexes"]]
+    found = coordinator.fetch_offsets(group_id, wanted)
+    by_topic: dict[str, list[dict]] = {}
+    for (topic, partition), value in found.items():
+        by_topic.setdefault(topic, []).append(
+            {
+                "partition_index": partition,
+                "committed_offset": -1 if value is None else value.offset,
+                "committed_leader_epoch": -1 if value is None else value.leader_epoch,
+                "metadata": "" if value is None else value.metadata,
+                "error_code": ErrorCode.NONE,
+            }
+        )
+    return [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+
+
+async def offset_fetch(broker, request: Request) -> dict:
+    body = request.body
+    coordinator = _service(broker).coordinator
+    if request.api_version >= 8:
+        return {
+            "groups": [
+                {
+                    "group_id": group["group_id"],
+                    "topics": _fetch_group(coordinator, group["group_id"], group["topics"]),
+                    "error_code": ErrorCode.NONE,
+                }
+                for group in body["groups"]
+            ]
+        }
+    topics = body["topics"]
+    if topics is None and request.api_version < 2:
+        topics = []
+    return {"topics": _fetch_group(coordinator, body["group_id"], topics), "error_code": 0}
+
+
+async def offset_delete(broker, request: Request) -> dict:
+    body = request.body
+    coordinator = _service(broker).coordinator
+    wanted = [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]]
+    known = [tp for tp in wanted if _partition_exists(broker, *tp)]
+    top, results = coordinator.delete_offsets(body["group_id"], known)
+    if top != ErrorCode.NONE:
+        return {"error_code": top, "topics": []}
+    return {
+        "error_code": ErrorCode.NONE,
+        "topics": [
+            {
+                "name": t["name"],
+                "partitions": [
+                    {
+                        "partition_index": p["partition_index"],
+                        "error_code": results.get(
+                            (t["name"], p["partition_index"]), ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                        ),
+                    }
+                    for p in t["partitions"]
+                ],
+            }
+            for t in body["topics"]
+        ],
+    }
+
+
+# -- ListGroups / DescribeGroups / DeleteGroups ------------------------------------------
+async def list_groups(broker, request: Request) -> dict:
+    groups = _service(broker).coordinator.list_groups(request.body["states_filter"])
+    return {
+        "error_code": ErrorCode.NONE,
+        "groups": [
+            {
+                "group_id": g.group_id,
+                "protocol_type": g.protocol_type or "",
+                "group_state": g.state.value,
+            }
+            for g in groups
+        ],
+    }
+
+
+def describe_group(coordinator: GroupCoordinator, group_id: str, operations: bool) -> dict:
+    """DescribeGroups' answer for one group (Dead and empty for an unknown one)."""
+    authorized = GROUP_OPERATIONS if operations else NOT_REQUESTED
+    group = coordinator.describe(group_id)
+    if group is None:
+        return {
+            "error_code": ErrorCode.NONE,
+            "group_id": group_id,
+            "group_state": GroupState.DEAD.value,
+            "protocol_type": "",
+            "protocol_data": "",
+            "members": [],
+            "authorized_operations": authorized,
+        }
+    stable = group.is_(GroupState.STABLE)
+    return {
+        "error_code": ErrorCode.NONE,
+        "group_id": group_id,
+        "group_state": group.state.value,
+        "protocol_type": group.protocol_type or "",
+        "protocol_data": (group.protocol_name or "") if stable else "",
+        "members": [
+            {
+                "member_id": m.member_id,
+                "group_instance_id": m.group_instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "member_metadata": m.metadata(group.protocol_name) if stable else b"",
+                "member_assignment": m.assignment if stable else b"",
+            }
+            for m in group.members.values()
+        ],
+        "authorized_operations": authorized,
+    }
+
+
+async def describe_groups(broker, request: Request) -> dict:
+    body = request.body
+    coordinator = _service(broker).coordinator
+    return {
+        "groups": [
+            describe_group(coordinator, group_id, body["include_authorized_operations"])
+            for group_id in body["groups"]
+        ]
+    }
+
+
+async def delete_groups(broker, request: Request) -> dict:
+    names = request.body["groups_names"]
+    results = _service(broker).coordinator.delete_groups(names)
+    return {"results": [{"group_id": name, "error_code": results[name]} for name in names]}
