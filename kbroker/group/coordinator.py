@@ -553,6 +553,7 @@ class GroupCoordinator:
             reason,
         )
         self._transition(group, GroupState.PREPARING_REBALANCE)
+        self._try_complete_join(group)  # e.g. the last member left: Empty at once
 
     def _try_complete_join(self, group: Group) -> None:
         if (
