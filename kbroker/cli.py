@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import kbroker
+from kbroker import groups_cli
 from kbroker.config import BrokerConfig, ConfigError, parse_properties
 
 log = logging.getLogger("kbroker")
@@ -89,12 +90,18 @@ def make_parser() -> argparse.ArgumentParser:
         help="set any Kafka broker property (repeatable)",
     )
     serve_cmd.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    groups_cli.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.command == "groups":
+        try:
+            return groups_cli.run(args)
+        except OSError as exc:
+            parser.exit(2, f"kbroker groups: {exc}\n")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -169,3 +169,54 @@ def test_kafka_python_admin_list_describe_delete(group_broker, members):
     finally:
         admin.close()
     live.close()
+
+
+def test_kbroker_groups_cli_shows_members_assignment_and_lag(group_broker, members):
+    import subprocess
+    import sys
+
+    from compat_broker import REPO_ROOT
+
+    bootstrap = group_broker.bootstrap
+    topic = topic_name("cli")
+    create_topic(bootstrap, topic, 2)
+    produce(bootstrap, topic, [str(i) for i in range(6)], 2)
+    live = Member("kafka-python", bootstrap, topic, "cli-live")
+    members.append(live)
+    live.wait_for(lambda: len(live.committed()) == 6, what="6 committed records")
+    produce(bootstrap, topic, ["late"], 2)  # one record more in partition 0: lag 1 there
+    _committed_group(bootstrap, topic, "cli-idle", [1, 0])
+    live.close()
+    live2 = Member("kafka-python", bootstrap, topic, "cli-live")
+    members.append(live2)
+    live2.wait_for(lambda: live2.assignment == [0, 1], what="assignment")
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "kbroker", "groups", "--port", str(group_broker.port), *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split("\n")[1:3] == [
+        "cli-idle  Empty",  # a group that only commits has no protocol type
+        "cli-live  Stable  consumer",
+    ]
+    described = cli("describe", "cli-idle")
+    assert described.returncode == 0, described.stderr
+    assert described.stdout.splitlines() == [
+        "group cli-idle: Empty (-/-), 0 members",
+        "TOPIC" + " " * (len(topic) - 3) + "PARTITION  COMMITTED  LOG-END  LAG  MEMBER",
+        f"{topic}  0          1          4        3    -",
+        f"{topic}  1          0          3        3    -",
+        "",
+    ]
+    live_described = cli("describe", "cli-live").stdout
+    assert "group cli-live: Stable (consumer/range), 1 members" in live_described
+    assert f"{topic}-0, {topic}-1" in live_described
+    assert "/127.0.0.1" in live_described
+    assert cli("describe", "missing").returncode == 1
