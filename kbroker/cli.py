@@ -51,6 +51,7 @@ async def serve(config: BrokerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     maintenance = asyncio.create_task(run_log_maintenance(broker.logs, config))
+    broker.groups.start_timer()  # members loaded from __consumer_offsets expire on time
     log.info(
         "kbroker %s ready on %s:%d (data in %s)", kbroker.__version__, host, port, config.data_dir
     )

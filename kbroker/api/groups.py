@@ -114,7 +114,7 @@ class GroupService:
 
     # -- the timer -----------------------------------------------------------------------
     def start_timer(self) -> None:
-        """Start the expiry timer on the running loop (once; on the first group request)."""
+        """Start the expiry timer on the running loop (once: at start-up, or the first request)."""
         if self._timer is None or self._timer.done():
             self._timer = asyncio.get_running_loop().create_task(self._run_timer())
 
