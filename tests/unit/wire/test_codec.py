@@ -44,6 +44,7 @@ ADVERTISED = {
     "CreateTopics": (19, (2, 7), 5),
     "DeleteTopics": (20, (1, 6), 4),
     "InitProducerId": (22, (0, 4), 2),
+    "OffsetForLeaderEpoch": (23, (0, 4), 4),
     "DescribeConfigs": (32, (0, 4), 4),
     "DeleteGroups": (42, (0, 2), 2),
     "OffsetDelete": (47, (0, 0), Versions.parse("none").low),
