@@ -23,6 +23,7 @@ def _read_partition(broker, topic, request_partition: dict, budget: int, first: 
     result = {"partition_index": index, "records": b""}
     try:
         partition = broker.hosted_partition(topic, index)
+        partition.check_leader_epoch(request_partition["current_leader_epoch"])
         log = partition.log
         limit = min(request_partition["partition_max_bytes"], budget)
         try:

@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 from kbroker.wire.connection import Request
-from kbroker.wire.errors import ErrorCode, KafkaError
-
-NO_EPOCH = -1
-
-
-def check_leader_epoch(current: int, requested: int) -> None:
-    """Kafka's fencing rule for a request that names the leader epoch it knows."""
-    if requested == NO_EPOCH or requested == current:
-        return
-    if requested < current:
-        raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH)
-    raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH)
+from kbroker.wire.errors import KafkaError
 
 
 async def handle(broker, request: Request) -> dict:
@@ -27,7 +16,7 @@ async def handle(broker, request: Request) -> dict:
                 partition = broker.hosted_partition_by_name(
                     topic_request["topic"], query["partition"]
                 )
-                check_leader_epoch(partition.leader_epoch, query["current_leader_epoch"])
+                partition.check_leader_epoch(query["current_leader_epoch"])
                 epoch, end_offset = partition.log.end_offset_for_epoch(query["leader_epoch"])
                 result.update(leader_epoch=epoch, end_offset=end_offset)
             except KafkaError as exc:

@@ -19,6 +19,7 @@ async def handle(broker, request: Request) -> dict:
                 partition = broker.hosted_partition_by_name(
                     topic_request["name"], query["partition_index"]
                 )
+                partition.check_leader_epoch(query["current_leader_epoch"])
                 timestamp = query["timestamp"]
                 found = partition.log.offset_for_timestamp(
                     EARLIEST if timestamp == EARLIEST_LOCAL else timestamp,

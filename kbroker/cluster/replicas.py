@@ -14,6 +14,9 @@ from kbroker.log.config import LogConfig
 from kbroker.log.manager import LogManager
 from kbroker.log.partition_log import PartitionLog
 from kbroker.txn.producer_state import ProducerStateTable
+from kbroker.wire.errors import ErrorCode, KafkaError
+
+NO_EPOCH = -1
 
 
 class Partition:
@@ -31,6 +34,15 @@ class Partition:
     @property
     def leader_epoch(self) -> int:
         return self.topic.partitions[self.index].leader_epoch
+
+    def check_leader_epoch(self, requested: int) -> None:
+        """Kafka's fencing rule for a request naming the leader epoch it knows (-1: none)."""
+        current = self.leader_epoch
+        if requested == NO_EPOCH or requested == current:
+            return
+        if requested < current:
+            raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH)
+        raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH)
 
     def appended(self) -> None:
         """Advance the high watermark (single replica) and wake whoever waits."""
