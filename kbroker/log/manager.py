@@ -207,6 +207,11 @@ class LogManager:
         now = self.clock() if now_ms is None else now_ms
         return sum(plog.delete_old_segments(now) for plog in self._logs.values())
 
+    def delete_retired(self, now_ms: int | None = None) -> int:
+        """Remove the ``.deleted`` segment files whose ``file.delete.delay.ms`` passed."""
+        now = self.clock() if now_ms is None else now_ms
+        return sum(plog.delete_retired(now) for plog in self._logs.values())
+
     def shutdown(self) -> None:
         """Flush and close every log, write the checkpoints and the clean-shutdown mark."""
         if not self._started:

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from kbroker.wire.records import BatchHeader, split_batches, stamp
+from kbroker.wire.records import HEADER_SIZE, BatchHeader, parse_header, split_batches, stamp
 
 from .config import LOG_APPEND_TIME, LogConfig
 from .epoch import LeaderEpochCache
@@ -34,6 +34,49 @@ EARLIEST_TIMESTAMP = -2
 MAX_TIMESTAMP = -3
 
 _STALE_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
+SWAP_SUFFIX = ".swap"
+
+
+def complete_swaps(directory: str, names: list[str]) -> None:
+    """Finish cleaner swaps a crash interrupted (see ``kbroker.log.cleaner``).
+
+    A ``<base>.log.swap`` file is a cleaned segment that was committed: it replaces
+    every segment whose base offset lies in its offset range. Those (if still there)
+    are removed, the stale indexes of ``base`` too (they are rebuilt on first use),
+    and the swap file becomes ``<base>.log``.
+    """
+    for name in sorted(names):
+        if not name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
+            continue
+        swap = os.path.join(directory, name)
+        base = int(name.split(".", 1)[0])
+        end = _end_offset_of(swap, base)
+        for other in names:
+            stem, dot, suffix = other.partition(".")
+            if (
+                dot
+                and "." + suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+                and len(stem) == 20
+                and stem.isdigit()
+                and base <= int(stem) < max(end, base + 1)
+            ):
+                os.unlink(os.path.join(directory, other))
+        os.replace(swap, swap[: -len(SWAP_SUFFIX)])
+
+
+def _end_offset_of(path: str, base: int) -> int:
+    """The offset after the last whole batch of a segment file (``base`` if none)."""
+    end = base
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos + HEADER_SIZE <= len(data):
+        header = parse_header(data, pos)
+        if pos + header.size > len(data):
+            break
+        end = header.next_offset
+        pos += header.size
+    return end
 
 
 def _now_ms() -> int:
@@ -105,12 +148,16 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._last_flush_ms = self.clock()
         self._limit_cache: tuple[int, int, int] | None = None  # (offset, seg base, position)
+        self._retired: list[tuple[int, list[str]]] = []  # (delete at ms, .deleted paths)
 
     # ---- loading -------------------------------------------------------------------
 
     def _load(self, recover: bool, recovery_point: int, log_start_offset: int | None) -> None:
         directory = self.directory
         names = os.listdir(directory)
+        if any(name.endswith(LOG_SUFFIX + SWAP_SUFFIX) for name in names):
+            complete_swaps(directory, names)
+            names = os.listdir(directory)
         bases = []
         for name in names:
             if name.endswith(_STALE_SUFFIXES):
@@ -465,16 +512,77 @@ class PartitionLog:
         return True
 
     def _delete_segments_below(self, offset: int) -> int:
-        """Delete whole segments whose every offset is below ``offset``."""
-        deleted = 0
+        """Retire whole segments whose every offset is below ``offset``."""
+        doomed = []
         while len(self._segments) > 1 and self._bases[1] <= offset:
-            self._segments.pop(0).delete()
+            doomed.append(self._segments.pop(0))
             self._bases.pop(0)
-            deleted += 1
-        return deleted
+        self.retire_segments(doomed)
+        return len(doomed)
+
+    def retire_segments(self, segments: list[LogSegment]) -> None:
+        """Rename segments (already out of the segment list) to ``.deleted``; their files
+        are removed ``file.delete.delay.ms`` later by :meth:`delete_retired`, so a fetch
+        still reading them does not fail."""
+        if not segments:
+            return
+        self._limit_cache = None
+        self.schedule_delete([path for s in segments for path in s.rename_to_deleted()])
+
+    def schedule_delete(self, paths: list[str]) -> None:
+        """Remove these (``.deleted``) files ``file.delete.delay.ms`` from now."""
+        self._retired.append((self.clock() + self.config.file_delete_delay_ms, paths))
+
+    def delete_retired(self, now_ms: int | None = None) -> int:
+        """Remove the ``.deleted`` files whose delay has passed; returns how many."""
+        if not self._retired:
+            return 0
+        now = self.clock() if now_ms is None else now_ms
+        removed = 0
+        while self._retired and self._retired[0][0] <= now:
+            _, paths = self._retired.pop(0)
+            for path in paths:
+                try:
+                    os.unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def has_segments(self, segments: list[LogSegment]) -> bool:
+        """Whether these are (still) consecutive closed segments of this log."""
+        if self._closed or not segments or segments[0] not in self._segments:
+            return False
+        i = self._segments.index(segments[0])
+        return self._segments[i : i + len(segments)] == segments and (
+            segments[-1] is not self._active
+        )
+
+    def replace_segments(self, old: list[LogSegment], new: LogSegment | None) -> None:
+        """Put ``new`` (a cleaned segment, or nothing) where the consecutive closed
+        segments ``old`` were. The cleaner has already renamed the files: ``old``'s to
+        ``.deleted`` (removed after ``file.delete.delay.ms``) and ``new``'s into place."""
+        if not self.has_segments(old):
+            raise ValueError("segments to replace are not consecutive closed segments")
+        i = self._segments.index(old[0])
+        replacement = [] if new is None else [new]
+        self._segments[i : i + len(old)] = replacement
+        self._bases[i : i + len(old)] = [s.base_offset for s in replacement]
+        self._limit_cache = None
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply changed topic settings live (AlterConfigs): retention, rolling, ..."""
+        self.config = config
+        for segment in self._segments:
+            segment.config = config
 
     def delete_old_segments(self, now_ms: int | None = None) -> int:
-        """Apply retention.ms and retention.bytes; returns the segments deleted.
+        """Apply retention.ms and retention.bytes (``cleanup.policy`` with delete); returns
+        the number of segments retired (renamed ``.deleted``).
 
         Only segments wholly below the high watermark go; the active segment goes too
         (after a roll) when it has expired.
@@ -483,6 +591,8 @@ class PartitionLog:
         config = self.config
         count = 0
         segments = self._segments
+        if not config.delete_enabled:
+            return 0
         if config.retention_ms >= 0:
             while count < len(segments) and segments[count].size:
                 segment = segments[count]

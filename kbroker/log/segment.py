@@ -21,6 +21,7 @@ from .timestamps import first_record_at_or_after, offset_of_timestamp
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+DELETED_SUFFIX = ".deleted"
 
 _INT32_MAX = 2**31 - 1
 _SCAN_CHUNK = 16384  # header scans between index entries
@@ -519,6 +520,26 @@ class LogSegment:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def rename_to_deleted(self) -> list[str]:
+        """Rename the files to ``<name>.deleted`` (Kafka's asynchronous delete); returns
+        the new paths. Slices already handed out stay readable through their descriptor.
+        """
+        for index in (self._offset_index, self._time_index):
+            if index is not None:
+                index.close()
+        self._offset_index = self._time_index = None
+        renamed = []
+        for path in (self.log_path, self.index_path, self.time_index_path):
+            try:
+                os.replace(path, path + DELETED_SUFFIX)
+            except FileNotFoundError:
+                continue
+            renamed.append(path + DELETED_SUFFIX)
+        if self._file is not None:
+            self._file.path = self.log_path + DELETED_SUFFIX
+        self._file = None
+        return renamed
 
     def delete(self) -> None:
         """Unlink the files; slices already handed out stay readable."""

@@ -3,7 +3,8 @@
 Every tick: logs with ``flush.ms`` due are synced. Every
 ``log.flush.offset.checkpoint.interval.ms``: the recovery-point and high-watermark
 checkpoints are written, so a crash recovers only the tail. Every
-``log.retention.check.interval.ms``: retention deletes old segments.
+``log.retention.check.interval.ms``: retention retires old segments (renamed
+``.deleted``); every tick, retired files older than ``file.delete.delay.ms`` go.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ async def run_log_maintenance(logs: LogManager, config: BrokerConfig) -> None:
     retention_every = config.get_int("log.retention.check.interval.ms") / 1000
     last_checkpoint = last_retention = time.monotonic()
     while True:
-        await asyncio.sleep(TICK_SECONDS)
+        await asyncio.sleep(min(TICK_SECONDS, retention_every, checkpoint_every))
         now = time.monotonic()
         try:
             logs.flush_due()
+            logs.delete_retired()
             if now - last_checkpoint >= checkpoint_every:
                 logs.checkpoint()
                 last_checkpoint = now
