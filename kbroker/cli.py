@@ -38,6 +38,7 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
 async def serve(config: BrokerConfig) -> None:
     """Run a broker until SIGTERM or SIGINT, then shut down cleanly."""
     from kbroker.server.broker import Broker
+    from kbroker.server.cleaner import run_log_cleaner
     from kbroker.server.listener import Listener
     from kbroker.server.maintenance import run_log_maintenance
 
@@ -51,6 +52,7 @@ async def serve(config: BrokerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     maintenance = asyncio.create_task(run_log_maintenance(broker.logs, config))
+    cleaner = asyncio.create_task(run_log_cleaner(broker.cleaner, config))
     broker.groups.start_timer()  # members loaded from __consumer_offsets expire on time
     log.info(
         "kbroker %s ready on %s:%d (data in %s)", kbroker.__version__, host, port, config.data_dir
@@ -60,6 +62,7 @@ async def serve(config: BrokerConfig) -> None:
     finally:
         log.info("shutting down")
         maintenance.cancel()
+        cleaner.cancel()
         await listener.stop()
         broker.close()
         log.info("stopped")

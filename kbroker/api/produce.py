@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from kbroker.cluster.replicas import Partition
+from kbroker.log.errors import RecordBatchTooLarge
 from kbroker.wire import records
 from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode, KafkaError
@@ -43,9 +44,12 @@ def append_to(broker, partition: Partition, payload: bytes | None) -> dict:
             }
     for header in headers:
         partition.producers.check(header)
-    appended = partition.log.append(
-        bytearray(payload), leader_epoch=partition.leader_epoch, headers=headers
-    )
+    try:
+        appended = partition.log.append(
+            bytearray(payload), leader_epoch=partition.leader_epoch, headers=headers
+        )
+    except RecordBatchTooLarge as exc:  # larger than segment.bytes: Kafka's error 18
+        raise KafkaError(ErrorCode.RECORD_LIST_TOO_LARGE, str(exc)) from None
     offset = appended.base_offset
     for header in headers:
         partition.producers.record(header, offset)

@@ -25,6 +25,8 @@ class EmbeddedController:
         self.broker = broker
         self.on_created: list[TopicListener] = []
         self.on_deleted: list[TopicListener] = []
+        # (topic, previous partition count) after CreatePartitions
+        self.on_partitions_added: list[Callable[[Topic, int], None]] = []
 
     @property
     def controller_id(self) -> int:
@@ -110,6 +112,67 @@ class EmbeddedController:
         topic = self.store.remove(name)
         for listener in self.on_deleted:
             listener(topic)
+        return topic
+
+    def create_partitions(
+        self,
+        name: str,
+        count: int,
+        assignments: list[list[int]] | None = None,
+        validate_only: bool = False,
+    ) -> Topic:
+        """Raise a topic's partition count to ``count`` (CreatePartitions); raises KafkaError."""
+        topic = self.store.topics.get(name)
+        if topic is None:
+            raise KafkaError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist."
+            )
+        current = len(topic.partitions)
+        if count < current:
+            raise KafkaError(
+                ErrorCode.INVALID_PARTITIONS,
+                f"Topic currently has {current} partitions, which is higher than the "
+                f"requested {count}.",
+            )
+        if count == current:
+            raise KafkaError(
+                ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions."
+            )
+        live = sorted(b.node_id for b in self.live_brokers())
+        replication = len(topic.partitions[0].replicas)
+        if assignments is None:
+            assignments = [
+                [live[(p + i) % len(live)] for i in range(replication)]
+                for p in range(current, count)
+            ]
+        elif len(assignments) != count - current:
+            raise KafkaError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Increasing the number of partitions by {count - current} but "
+                f"{len(assignments)} assignments provided.",
+            )
+        for replicas in assignments:
+            if not replicas or len(set(replicas)) != len(replicas):
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Duplicate or empty replica list"
+                )
+            if not set(replicas) <= set(live):
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Replica assignment {replicas} names brokers that are not alive",
+                )
+            if len(replicas) != replication:
+                raise KafkaError(
+                    ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                    f"Inconsistent replication factor between partitions, partition 0 has "
+                    f"{replication} while partitions [{current}] have replication factors "
+                    f"[{len(replicas)}], respectively.",
+                )
+        if not validate_only:
+            topic.partitions += [PartitionState(r[0], 0, list(r), list(r)) for r in assignments]
+            self.store.save()
+            for listener in self.on_partitions_added:
+                listener(topic, current)
         return topic
 
     def allocate_producer_id(self) -> int:

@@ -52,6 +52,8 @@ class MetadataStore:
         self.by_id: dict[uuid.UUID, Topic] = {}
         self.cluster_id = cluster_id
         self.next_producer_id = 0
+        # dynamic broker configs: broker id (or "" for cluster-wide defaults) -> configs
+        self.broker_configs: dict[str, dict[str, str]] = {}
         self._load()
 
     def _load(self) -> None:
@@ -61,6 +63,7 @@ class MetadataStore:
         data = json.loads(self.path.read_text())
         self.cluster_id = data["cluster_id"]
         self.next_producer_id = data.get("next_producer_id", 0)
+        self.broker_configs = data.get("broker_configs", {})
         for raw in data["topics"]:
             partitions = [PartitionState(**p) for p in raw["partitions"]]
             topic = Topic(
@@ -76,6 +79,7 @@ class MetadataStore:
         data = {
             "cluster_id": self.cluster_id,
             "next_producer_id": self.next_producer_id,
+            "broker_configs": self.broker_configs,
             "topics": [
                 {
                     "name": t.name,

@@ -62,9 +62,10 @@ class ReplicaManager:
     def get(self, topic: str, index: int) -> Partition | None:
         return self.partitions.get((topic, index))
 
-    def open_topic(self, topic: Topic) -> None:
+    def open_topic(self, topic: Topic, first: int = 0) -> None:
+        """Open the topic's partitions from ``first`` (CreatePartitions opens the new ones)."""
         config = self.log_config(topic)
-        for index in range(len(topic.partitions)):
+        for index in range(first, len(topic.partitions)):
             log = self.logs.get_or_create(topic.name, index, config)
             partition = Partition(topic, index, log)
             partition.appended()

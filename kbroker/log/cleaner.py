@@ -76,6 +76,10 @@ _ATTRIBUTES_POS = 21
 TopicPartition = tuple[str, int]
 
 
+class CleaningAborted(Exception):
+    """The cleaner stopped half-way (shutdown); the partial output was removed."""
+
+
 @dataclass
 class CleanPlan:
     """What one cleaning of one log covers (decided on the owner thread)."""
@@ -127,6 +131,7 @@ class LogCleaner:
             except CorruptCheckpoint as exc:
                 log.warning("ignoring corrupt cleaner checkpoint: %s", exc)
         self.busy: set[TopicPartition] = set()
+        self.stopping = False  # set at shutdown: a cleaning in progress gives up
 
     # ---- 1. planning (owner thread) --------------------------------------------------
 
@@ -217,6 +222,8 @@ class LogCleaner:
                     directory, base, plan.index_interval_bytes, plan.segment_index_bytes
                 )
                 for segment in group:
+                    if self.stopping:
+                        raise CleaningAborted("the broker is shutting down")
                     path, size, largest_ts = info[segment.base_offset]
                     drop_tombstones = largest_ts < plan.delete_horizon_ms
                     for header, data in _read_batches(path, size):

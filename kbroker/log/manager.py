@@ -126,6 +126,10 @@ class LogManager:
     def get(self, topic: str, partition: int) -> PartitionLog | None:
         return self._logs.get((topic, partition))
 
+    def log_dir_of(self, topic: str, partition: int) -> str | None:
+        """The log dir holding a partition (None if it is not here)."""
+        return self._dir_of.get((topic, partition))
+
     def partitions(self) -> list[TopicPartition]:
         return sorted(self._logs)
 

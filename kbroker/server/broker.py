@@ -17,6 +17,7 @@ from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
 from kbroker.cluster.replicas import Partition, ReplicaManager
 from kbroker.cluster.topics import check_name
 from kbroker.config import TOPIC_SETTINGS, BrokerConfig
+from kbroker.log.cleaner import LogCleaner
 from kbroker.log.config import LogConfig
 from kbroker.log.manager import LogManager
 from kbroker.wire.connection import Request
@@ -40,11 +41,14 @@ class Broker:
         self.controller = EmbeddedController(
             MetadataStore(data_dir, config.get("cluster.id")), self.node
         )
+        self._load_dynamic_configs()
         self.logs = LogManager(str(data_dir), config_for=self._log_config_by_name)
         self.logs.startup()
+        self.cleaner = LogCleaner(self.logs)
         self.replicas = ReplicaManager(self.logs, self.log_config)
         self.controller.on_created.append(self.replicas.open_topic)
         self.controller.on_deleted.append(self.replicas.remove_topic)
+        self.controller.on_partitions_added.append(self.replicas.open_topic)
         for topic in self.controller.store.topics.values():
             self.replicas.open_topic(topic)
         # consumer groups and committed offsets, loaded back from __consumer_offsets
@@ -54,6 +58,25 @@ class Broker:
         """Set the address clients are told to use (once the real bound port is known)."""
         self.node = BrokerInfo(self.node.node_id, host, port, self.node.rack)
         self.controller.broker = self.node
+
+    def _load_dynamic_configs(self) -> None:
+        stored = self.controller.store.broker_configs
+        self.config.dynamic_default = dict(stored.get("", {}))
+        self.config.dynamic = dict(stored.get(str(self.config.node_id), {}))
+
+    def apply_topic_configs(self, topic: Topic) -> None:
+        """Apply a topic's changed configs to its open logs at once (AlterConfigs)."""
+        config = self.log_config(topic)
+        for index in range(len(topic.partitions)):
+            partition = self.replicas.get(topic.name, index)
+            if partition is not None:
+                partition.log.update_config(config)
+
+    def apply_broker_configs(self) -> None:
+        """Reload the dynamic broker configs and apply them to every log."""
+        self._load_dynamic_configs()
+        for topic in list(self.controller.store.topics.values()):
+            self.apply_topic_configs(topic)
 
     def topic_config(self, topic: Topic, name: str) -> str | None:
         """A topic's effective value of a topic-level key: its override, else the broker's."""

@@ -43,11 +43,17 @@ ADVERTISED = {
     "ApiVersions": (18, (0, 4), 3),
     "CreateTopics": (19, (2, 7), 5),
     "DeleteTopics": (20, (1, 6), 4),
+    "DeleteRecords": (21, (0, 2), 2),
     "InitProducerId": (22, (0, 4), 2),
     "OffsetForLeaderEpoch": (23, (0, 4), 4),
     "DescribeConfigs": (32, (0, 4), 4),
+    "AlterConfigs": (33, (0, 2), 2),
+    "DescribeLogDirs": (35, (1, 4), 2),
+    "CreatePartitions": (37, (0, 3), 2),
     "DeleteGroups": (42, (0, 2), 2),
+    "IncrementalAlterConfigs": (44, (0, 1), 1),
     "OffsetDelete": (47, (0, 0), Versions.parse("none").low),
+    "DescribeCluster": (60, (0, 1), 0),
 }
 
 CASES = [
