@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import kbroker
-from kbroker import groups_cli
+from kbroker import admin_cli, groups_cli
 from kbroker.config import BrokerConfig, ConfigError, parse_properties
 
 log = logging.getLogger("kbroker")
@@ -95,12 +95,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     groups_cli.add_parser(commands)
+    admin_cli.add_parsers(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.command in ("topics", "configs"):
+        return admin_cli.run(args)
     if args.command == "groups":
         try:
             return groups_cli.run(args)
