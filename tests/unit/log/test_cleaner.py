@@ -307,3 +307,19 @@ def test_a_crash_at_every_step_of_the_swap_recovers_a_valid_log(tmp_path):
                 assert segment.translate_offset(header.base_offset)[0] == pos
         recovered.close()
         # the crashed manager is abandoned, as a killed process would leave it
+
+
+def test_the_throughput_script_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "cleaner_throughput.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--mb", "0.3", "--keys", "50", "--segment-mb", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.startswith("cleaned 0.3 MB") and "kept 50 records" in out
