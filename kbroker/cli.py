@@ -54,6 +54,7 @@ async def serve(config: BrokerConfig) -> None:
     maintenance = asyncio.create_task(run_log_maintenance(broker.logs, config))
     cleaner = asyncio.create_task(run_log_cleaner(broker.cleaner, config))
     broker.groups.start_timer()  # members loaded from __consumer_offsets expire on time
+    broker.transactions.start_timer()  # loaded transactions time out on time
     log.info(
         "kbroker %s ready on %s:%d (data in %s)", kbroker.__version__, host, port, config.data_dir
     )

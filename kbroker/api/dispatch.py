@@ -14,7 +14,7 @@ from kbroker.api import (
     metadata,
     partitions,
     produce,
-    producer_id,
+    transactions,
 )
 
 HANDLERS = {
@@ -35,8 +35,13 @@ HANDLERS = {
     19: admin.create_topics,
     20: admin.delete_topics,
     21: partitions.delete_records,
-    22: producer_id.handle,
+    22: transactions.init_producer_id,
     23: leader_epoch.handle,
+    24: transactions.add_partitions_to_txn,
+    25: transactions.add_offsets_to_txn,
+    26: transactions.end_txn,
+    27: transactions.write_txn_markers,
+    28: transactions.txn_offset_commit,
     32: configs.describe_configs,
     33: configs.alter_configs,
     35: cluster.describe_log_dirs,
@@ -45,4 +50,6 @@ HANDLERS = {
     44: configs.incremental_alter_configs,
     47: groups.offset_delete,
     60: cluster.describe_cluster,
+    65: transactions.describe_transactions,
+    66: transactions.list_transactions,
 }

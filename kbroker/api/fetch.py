@@ -18,7 +18,9 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 READ_COMMITTED = 1
 
 
-def _read_partition(broker, topic, request_partition: dict, budget: int, first: bool) -> dict:
+def _read_partition(
+    broker, topic, request_partition: dict, budget: int, first: bool, committed: bool = False
+) -> dict:
     index = request_partition["partition"]
     result = {"partition_index": index, "records": b""}
     try:
@@ -26,16 +28,26 @@ def _read_partition(broker, topic, request_partition: dict, budget: int, first: 
         partition.check_leader_epoch(request_partition["current_leader_epoch"])
         log = partition.log
         limit = min(request_partition["partition_max_bytes"], budget)
+        fetch_offset = request_partition["fetch_offset"]
+        # read_committed reads below the last stable offset (the first open transaction)
+        stable = partition.producers.last_stable_offset(log.high_watermark)
         try:
-            records = log.read(request_partition["fetch_offset"], limit, min_one_batch=first)
+            records = log.read(
+                fetch_offset, limit, max_offset=stable if committed else None, min_one_batch=first
+            )
         except OffsetOutOfRange:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE) from None
         result["records"] = records if records.size else b""
         result.update(
             high_watermark=log.high_watermark,
-            last_stable_offset=log.high_watermark,
+            last_stable_offset=stable,
             log_start_offset=log.log_start_offset,
         )
+        if committed:  # the aborted transactions the client must drop
+            result["aborted_transactions"] = [
+                {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
+                for txn in partition.producers.aborted_between(fetch_offset, stable)
+            ]
     except KafkaError as exc:
         result.update(error_code=exc.code, high_watermark=-1)
     return result
@@ -66,11 +78,11 @@ def _read_all(broker, body: dict, by_id: bool) -> tuple[list[dict], int, list]:
                 }
             else:
                 result = _read_partition(
-                    broker, topic, request_partition, max(budget - total, 0), total == 0
+                    broker, topic, request_partition, max(budget - total, 0), total == 0, committed
                 )
                 watched.append((topic.name, request_partition["partition"]))
             if committed:
-                result["aborted_transactions"] = []
+                result.setdefault("aborted_transactions", [])
             total += (
                 len(result["records"])
                 if isinstance(result["records"], bytes)

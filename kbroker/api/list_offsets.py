@@ -6,7 +6,8 @@ from kbroker.wire.connection import Request
 from kbroker.wire.errors import KafkaError
 
 EARLIEST = -2
-EARLIEST_LOCAL = -4  # no tiered storage here: the local log start is the log start
+EARLIEST_LOCAL = -4
+READ_COMMITTED = 1  # no tiered storage here: the local log start is the log start
 
 
 async def handle(broker, request: Request) -> dict:
@@ -21,9 +22,11 @@ async def handle(broker, request: Request) -> dict:
                 )
                 partition.check_leader_epoch(query["current_leader_epoch"])
                 timestamp = query["timestamp"]
+                bound = partition.log.high_watermark
+                if request.body["isolation_level"] == READ_COMMITTED:
+                    bound = partition.producers.last_stable_offset(bound)  # the LSO
                 found = partition.log.offset_for_timestamp(
-                    EARLIEST if timestamp == EARLIEST_LOCAL else timestamp,
-                    max_offset=partition.log.high_watermark,
+                    EARLIEST if timestamp == EARLIEST_LOCAL else timestamp, max_offset=bound
                 )
                 if found is not None:
                     result.update(offset=found[0], timestamp=found[1])

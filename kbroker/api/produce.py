@@ -19,7 +19,9 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 log = logging.getLogger("kbroker.produce")
 
 
-def append_to(broker, partition: Partition, payload: bytes | None) -> dict:
+def append_to(
+    broker, partition: Partition, payload: bytes | None, transactional_id: str | None = None
+) -> dict:
     """Append one partition's payload; the partition's response fields."""
     if not payload:
         raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "produce request carries no records")
@@ -44,9 +46,13 @@ def append_to(broker, partition: Partition, payload: bytes | None) -> dict:
             }
     for header in headers:
         partition.producers.check(header)
+        if header.is_transactional:  # it must belong to the producer's open transaction
+            broker.transactions.verify_produce(
+                transactional_id, header, partition.topic.name, partition.index
+            )
     try:
         appended = partition.log.append(
-            bytearray(payload), leader_epoch=partition.leader_epoch, headers=headers
+            payload, leader_epoch=partition.leader_epoch, headers=headers
         )
     except RecordBatchTooLarge as exc:  # larger than segment.bytes: Kafka's error 18
         raise KafkaError(ErrorCode.RECORD_LIST_TOO_LARGE, str(exc)) from None
@@ -74,13 +80,10 @@ async def handle(broker, request: Request) -> dict | None:
             try:
                 if acks not in (0, 1, -1):
                     raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
-                if body["transactional_id"] is not None:
-                    raise KafkaError(
-                        ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                        "transactions are not supported by this broker yet",
-                    )
                 partition = broker.partition_for_produce(name, data["index"])
-                result.update(append_to(broker, partition, data["records"]))
+                result.update(
+                    append_to(broker, partition, data["records"], body["transactional_id"])
+                )
             except KafkaError as exc:
                 log.warning(
                     "produce to %s-%d from %s refused: %s",

@@ -28,8 +28,7 @@ class Partition:
         self.log = log
         self.producers = ProducerStateTable()
         self.watchers: set[Callable[[], None]] = set()
-        for header in log.iter_batch_headers():
-            self.producers.record(header, header.base_offset)
+        self.producers.load(log)  # idempotence and open/aborted transactions, from the log
 
     @property
     def leader_epoch(self) -> int:

@@ -262,13 +262,16 @@ class PartitionLog:
 
         ``batch_bytes`` is a produce payload of one or more v2 batches; pass ``headers``
         from ``split_batches`` if the caller already validated it (else it is validated
-        here, raising CorruptBatch). A ``bytearray`` is stamped in place; ``bytes`` are
-        copied once. With ``message.timestamp.type=LogAppendTime`` and no
+        here, raising CorruptBatch). A ``bytearray`` or writable memoryview is stamped in
+        place; ``bytes`` are copied once. With ``message.timestamp.type=LogAppendTime`` and no
         ``log_append_time`` given, the current time is used.
         """
         if headers is None:
             headers = split_batches(batch_bytes)
-        buf = batch_bytes if isinstance(batch_bytes, bytearray) else bytearray(batch_bytes)
+        writable = isinstance(batch_bytes, bytearray) or (
+            isinstance(batch_bytes, memoryview) and not batch_bytes.readonly
+        )
+        buf = batch_bytes if writable else bytearray(batch_bytes)
         size = len(buf)
         if size > self.config.segment_bytes:
             raise RecordBatchTooLarge(

@@ -12,6 +12,7 @@ from pathlib import Path
 from kbroker.api.api_versions import api_ranges
 from kbroker.api.dispatch import HANDLERS
 from kbroker.api.groups import GroupService
+from kbroker.api.transactions import TransactionService
 from kbroker.cluster.controller import EmbeddedController
 from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
 from kbroker.cluster.replicas import Partition, ReplicaManager
@@ -53,6 +54,8 @@ class Broker:
             self.replicas.open_topic(topic)
         # consumer groups and committed offsets, loaded back from __consumer_offsets
         self.groups = GroupService(self)
+        # transactional ids and their state, loaded back from __transaction_state
+        self.transactions = TransactionService(self)
 
     def advertise(self, host: str, port: int) -> None:
         """Set the address clients are told to use (once the real bound port is known)."""
@@ -140,4 +143,5 @@ class Broker:
     def close(self) -> None:
         """Flush and close every log and write the checkpoints."""
         self.groups.stop_timer()
+        self.transactions.stop_timer()
         self.logs.shutdown()

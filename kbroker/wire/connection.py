@@ -9,6 +9,7 @@ do ends in a :class:`ProtocolError`, after which the caller closes the connectio
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 from kbroker.wire.primitives import INT32, DecodeError
@@ -47,35 +48,52 @@ class Connection:
     def __init__(self, registry: Registry, max_request_size: int = 104857600) -> None:
         self.registry = registry
         self.max_request_size = max_request_size
-        self._buffer = bytearray()
+        self._prefix = bytearray()  # the size prefix of the next frame, as it arrives
+        self._frame: bytearray | None = None  # the frame being filled
+        self._filled = 0
+        self._ready: deque[bytearray] = deque()
+        self._error: ProtocolError | None = None
 
     def receive_data(self, data: bytes) -> None:
-        self._buffer += data
+        """Take bytes from the socket; each byte is copied once, into its frame's buffer.
 
-    def pending_frame_size(self) -> int | None:
-        """Size of the frame being received, once its 4-byte prefix has arrived.
-
-        Raises ProtocolError as soon as the prefix announces an illegal size, so a
-        huge frame is refused before its body is read.
+        A size prefix beyond ``socket.request.max.bytes`` stops reception at once (the
+        body is never buffered); the error surfaces from the next ``next_request``.
         """
-        if len(self._buffer) < 4:
-            return None
-        (size,) = INT32.unpack_from(self._buffer, 0)
-        if size < 0 or size > self.max_request_size:
-            raise ProtocolError(
-                f"request of {size} bytes exceeds socket.request.max.bytes "
-                f"({self.max_request_size})"
-            )
-        return size
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        while pos < end and self._error is None:
+            if self._frame is None:
+                take = min(4 - len(self._prefix), end - pos)
+                self._prefix += view[pos : pos + take]
+                pos += take
+                if len(self._prefix) < 4:
+                    return
+                (size,) = INT32.unpack_from(self._prefix, 0)
+                self._prefix.clear()
+                if size < 0 or size > self.max_request_size:
+                    self._error = ProtocolError(
+                        f"request of {size} bytes exceeds socket.request.max.bytes "
+                        f"({self.max_request_size})"
+                    )
+                    return
+                self._frame, self._filled = bytearray(size), 0
+            frame = self._frame
+            take = min(len(frame) - self._filled, end - pos)
+            frame[self._filled : self._filled + take] = view[pos : pos + take]
+            self._filled += take
+            pos += take
+            if self._filled == len(frame):
+                self._ready.append(frame)
+                self._frame = None
 
     def next_request(self) -> Request | None:
         """The next whole request, or None until more data arrives."""
-        size = self.pending_frame_size()
-        if size is None or len(self._buffer) < 4 + size:
-            return None
-        frame = memoryview(bytes(self._buffer[4 : 4 + size]))
-        del self._buffer[: 4 + size]
-        return self._decode(frame)
+        if self._ready:
+            return self._decode(memoryview(self._ready.popleft()))
+        if self._error is not None:
+            raise self._error
+        return None
 
     def _decode(self, frame: memoryview) -> Request:
         if len(frame) < _REQUEST_HEADER.size:

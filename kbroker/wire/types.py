@@ -111,6 +111,25 @@ def read_compact_bytes(buf, pos: int):
     return bytes(buf[pos : pos + size]), pos + size
 
 
+def read_records(buf, pos: int):
+    """Records stay a view into the request frame: stamped in place, written from there."""
+    (size,) = INT32.unpack_from(buf, pos)
+    pos += 4
+    if size < 0:
+        return None, pos
+    _need(buf, pos, size)
+    return buf[pos : pos + size], pos + size
+
+
+def read_compact_records(buf, pos: int):
+    size, pos = read_uvarint(buf, pos)
+    if size == 0:
+        return None, pos
+    size -= 1
+    _need(buf, pos, size)
+    return buf[pos : pos + size], pos + size
+
+
 def write_string(out: Writer, value) -> None:
     if value is None:
         out += b"\xff\xff"
@@ -217,7 +236,9 @@ def primitive_reader(type_name: str, flexible: bool) -> Callable:
         return FIXED_READERS[type_name]
     if type_name == "string":
         return read_compact_string if flexible else read_string
-    return read_compact_bytes if flexible else read_bytes  # bytes and records
+    if type_name == "records":
+        return read_compact_records if flexible else read_records
+    return read_compact_bytes if flexible else read_bytes
 
 
 def primitive_writer(type_name: str, flexible: bool) -> Callable:

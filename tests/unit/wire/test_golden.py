@@ -339,7 +339,7 @@ def test_fetch_returns_the_produced_batch(client):
     _, _, produced = produced_batch(client)
     served = batches(part["records"])
     assert served[0]["epoch"] == 0
-    assert served[0]["bytes"] == produced[:12] + b"\x00\x00\x00\x00" + produced[16:]
+    assert served[0]["bytes"] == bytes(produced[:12]) + b"\x00\x00\x00\x00" + produced[16:]
     assert sum(b["count"] for b in served) == part["high_watermark"]
 
 
