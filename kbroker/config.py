@@ -74,6 +74,14 @@ BROKER_SETTINGS = _settings(
     # Kafka's built-in default is 3000; 0 is what Kafka's shipped server.properties sets.
     ("group.initial.rebalance.delay.ms", "int", "0"),
     ("group.max.size", "int", "2147483647"),
+    ("transaction.state.log.num.partitions", "int", "50"),
+    ("transaction.state.log.replication.factor", "short", "3"),
+    ("transaction.state.log.min.isr", "int", "2"),
+    ("transaction.state.log.segment.bytes", "int", "104857600"),
+    ("transaction.max.timeout.ms", "int", "900000"),
+    ("transactional.id.expiration.ms", "int", "604800000"),
+    ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", "10000"),
+    ("transaction.remove.expired.transaction.cleanup.interval.ms", "int", "3600000"),
     ("cluster.id", "string", None),
 )
 

@@ -18,9 +18,10 @@ from kbroker.cluster.metadata import Topic
 from kbroker.group.coordinator import GroupConfig, GroupCoordinator, GroupState
 from kbroker.group.records import OffsetAndMetadata, partition_for
 from kbroker.log.errors import LogError
+from kbroker.txn.group_offsets import PendingTxnOffsets, replay
 from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode, KafkaError
-from kbroker.wire.record import build_batch, decode_records
+from kbroker.wire.record import build_batch
 
 log = logging.getLogger("kbroker.groups")
 
@@ -53,6 +54,7 @@ class GroupService:
             persist=self._persist,
         )
         self._timer: asyncio.Task | None = None
+        self.txn_offsets = PendingTxnOffsets()  # TxnOffsetCommits of open transactions
         self._load()
 
     # -- the offsets topic -------------------------------------------------------------
@@ -101,16 +103,9 @@ class GroupService:
             if partition is None:
                 continue
             partition_log = partition.log
-            for header, data in partition_log.iter_batches(partition_log.log_start_offset):
-                if header.is_control:
-                    continue
-                try:
-                    _, batch_records = decode_records(data)
-                except Exception as exc:
-                    log.warning("skipping unreadable batch of %s-%d: %s", topic.name, index, exc)
-                    continue
-                for record in batch_records:
-                    yield record.key, record.value
+            batches = partition_log.iter_batches(partition_log.log_start_offset)
+            # transactional commits take effect at their COMMIT marker
+            yield from replay(batches, self.txn_offsets, f"{topic.name}-{index}")
 
     # -- the timer -----------------------------------------------------------------------
     def start_timer(self) -> None:
@@ -169,8 +164,12 @@ async def find_coordinator(broker, request: Request) -> dict:
                 log.warning("no coordinator for group %r: %s", key, exc)
                 code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         elif key_type == COORDINATOR_TRANSACTION:
-            code = ErrorCode.COORDINATOR_NOT_AVAILABLE
-            entry["error_message"] = "transactions are not supported by this broker yet"
+            try:
+                node = broker.transactions.coordinator_node(key)
+                entry.update(node_id=node.node_id, host=node.host, port=node.port)
+            except KafkaError as exc:
+                log.warning("no coordinator for transactional id %r: %s", key, exc)
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         else:
             code = ErrorCode.INVALID_REQUEST
             entry["error_message"] = f"Unknown coordinator type {key_type}"
@@ -304,13 +303,25 @@ async def offset_commit(broker, request: Request) -> dict:
     }
 
 
-def _fetch_group(coordinator: GroupCoordinator, group_id: str, topics) -> list[dict]:
+def _fetch_group(coordinator: GroupCoordinator, group_id: str, topics, pending=None) -> list[dict]:
+    """``pending``: with require_stable, the TxnOffsetCommits of open transactions."""
     wanted = None
     if topics is not None:
         wanted = [(t["name"], p) for t in topics for p in t["partition_indexes"]]
     found = coordinator.fetch_offsets(group_id, wanted)
     by_topic: dict[str, list[dict]] = {}
     for (topic, partition), value in found.items():
+        if pending is not None and pending.has_pending(group_id, (topic, partition)):
+            by_topic.setdefault(topic, []).append(
+                {
+                    "partition_index": partition,
+                    "committed_offset": -1,
+                    "committed_leader_epoch": -1,
+                    "metadata": "",
+                    "error_code": ErrorCode.UNSTABLE_OFFSET_COMMIT,
+                }
+            )
+            continue
         by_topic.setdefault(topic, []).append(
             {
                 "partition_index": partition,
@@ -326,12 +337,15 @@ def _fetch_group(coordinator: GroupCoordinator, group_id: str, topics) -> list[d
 async def offset_fetch(broker, request: Request) -> dict:
     body = request.body
     coordinator = _service(broker).coordinator
+    pending = broker.groups.txn_offsets if body["require_stable"] else None
     if request.api_version >= 8:
         return {
             "groups": [
                 {
                     "group_id": group["group_id"],
-                    "topics": _fetch_group(coordinator, group["group_id"], group["topics"]),
+                    "topics": _fetch_group(
+                        coordinator, group["group_id"], group["topics"], pending
+                    ),
                     "error_code": ErrorCode.NONE,
                 }
                 for group in body["groups"]
@@ -340,7 +354,10 @@ async def offset_fetch(broker, request: Request) -> dict:
     topics = body["topics"]
     if topics is None and request.api_version < 2:
         topics = []
-    return {"topics": _fetch_group(coordinator, body["group_id"], topics), "error_code": 0}
+    return {
+        "topics": _fetch_group(coordinator, body["group_id"], topics, pending),
+        "error_code": 0,
+    }
 
 
 async def offset_delete(broker, request: Request) -> dict:

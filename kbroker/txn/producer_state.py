@@ -4,16 +4,24 @@ Mirrors Kafka's ProducerStateManager: for each producer id the partition remembe
 epoch and the last few batches (first/last sequence and offsets), so a retried batch is
 answered with its original offsets instead of being written twice, and a sequence gap
 is refused with OUT_OF_ORDER_SEQUENCE_NUMBER. The state is rebuilt at start-up from
-the batch headers in the log.
+the batch headers in the log (:meth:`ProducerStateTable.load`).
+
+It also tracks transactions as Kafka's partition leader does: the first offset of each
+producer's ongoing transaction (the least of them bounds the last stable offset, LSO)
+and the aborted transactions, the index read_committed fetches return so clients drop
+aborted records. Kafka keeps that index in ``.txnindex`` files per segment; here it is
+kept in memory and rebuilt from the log's control batches at start-up.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kbroker.wire.errors import ErrorCode, KafkaError
+from kbroker.wire.record import decode_records, parse_end_txn_marker
 from kbroker.wire.records import NO_PRODUCER_ID, NO_SEQUENCE, BatchHeader
 
 RETAINED_BATCHES = 5  # Kafka keeps the metadata of the last 5 batches per producer
@@ -26,6 +34,15 @@ class BatchMetadata(NamedTuple):
     first_offset: int
     last_offset: int
     timestamp: int
+
+
+class AbortedTxn(NamedTuple):
+    """An aborted transaction of one partition (an entry of Kafka's ``.txnindex``)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int  # the offset of the ABORT marker
+    last_stable_offset: int
 
 
 @dataclass
@@ -47,6 +64,80 @@ class ProducerStateTable:
 
     def __init__(self) -> None:
         self.producers: dict[int, ProducerEntry] = {}
+        self.ongoing: dict[int, int] = {}  # producer id -> first offset of its open txn
+        self.aborted: list[AbortedTxn] = []  # in marker (last offset) order
+
+    # -- transactions -------------------------------------------------------------------
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction (None: none is open)."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """The LSO: read_committed consumers read below it (never past the HW)."""
+        first = self.first_unstable_offset()
+        return high_watermark if first is None else min(first, high_watermark)
+
+    def aborted_between(self, start: int, end: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping offsets [start, end): for a fetch's answer."""
+        i = bisect_left(self.aborted, start, key=lambda txn: txn.last_offset)
+        return [txn for txn in self.aborted[i:] if txn.first_offset < end]
+
+    def record_marker(
+        self, producer_id: int, epoch: int, commit: bool, offset: int, log_end: int
+    ) -> None:
+        """A COMMIT/ABORT marker was appended at ``offset`` (``log_end``: the offset after)."""
+        self.check_marker(producer_id, epoch)
+        entry = self.producers.get(producer_id)
+        if entry is None or entry.epoch != epoch:
+            self.producers[producer_id] = ProducerEntry(epoch)
+        first = self.ongoing.pop(producer_id, None)
+        if first is not None and not commit:
+            unstable = self.first_unstable_offset()
+            self.aborted.append(
+                AbortedTxn(producer_id, first, offset, log_end if unstable is None else unstable)
+            )
+
+    def check_marker(self, producer_id: int, epoch: int) -> None:
+        """Raise INVALID_PRODUCER_EPOCH if a marker of ``epoch`` would go back in time."""
+        entry = self.producers.get(producer_id)
+        if entry is not None and epoch < entry.epoch:
+            raise KafkaError(
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+                f"marker epoch {epoch} of producer {producer_id} is older than {entry.epoch}",
+            )
+
+    def truncate_aborted(self, log_start: int) -> None:
+        """Forget aborted transactions wholly below the log start (retention)."""
+        i = bisect_left(self.aborted, log_start, key=lambda txn: txn.last_offset)
+        if i:
+            del self.aborted[:i]
+
+    def load(self, log) -> None:
+        """Rebuild the whole state from a partition log's batches (start-up, truncation)."""
+        self.producers.clear()
+        self.ongoing.clear()
+        self.aborted.clear()
+        start = log.log_start_offset
+        for segment in log.segments:
+            for position, header in segment.batches(0):
+                if header.last_offset < start:
+                    continue
+                if not header.is_control:
+                    self.record(header, header.base_offset)
+                    continue
+                data = segment.read_at(position, header.size)
+                try:
+                    _, records = decode_records(data, verify_crc=False)
+                    marker = parse_end_txn_marker(records[0].key, records[0].value)
+                except Exception:  # not a transaction marker: nothing to replay
+                    continue
+                self.record_marker(
+                    header.producer_id,
+                    header.producer_epoch,
+                    marker.commit,
+                    header.base_offset,
+                    header.next_offset,
+                )
 
     def find_duplicate(self, header: BatchHeader) -> BatchMetadata | None:
         """The earlier append of this very batch, if it is a retry."""
@@ -63,10 +154,20 @@ class ProducerStateTable:
 
     def check(self, header: BatchHeader) -> None:
         """Raise KafkaError unless the batch may be appended after the current state."""
+        if header.is_control:
+            raise KafkaError(
+                ErrorCode.INVALID_RECORD, "control batches may not be produced by clients"
+            )
         if header.producer_id == NO_PRODUCER_ID or header.base_sequence == NO_SEQUENCE:
             return
         entry = self.producers.get(header.producer_id)
         if entry is None:
+            if header.base_sequence != 0:
+                # Kafka: no state of this producer (e.g. its batches hit retention)
+                raise KafkaError(
+                    ErrorCode.UNKNOWN_PRODUCER_ID,
+                    f"found no record of producer id {header.producer_id} on the broker",
+                )
             return
         if header.producer_epoch < entry.epoch:
             raise KafkaError(
@@ -83,6 +184,13 @@ class ProducerStateTable:
                 )
             return
         last = entry.last_sequence
+        if last == NO_SEQUENCE and header.base_sequence != 0:
+            # the epoch was bumped by a transaction marker: sequences start again at 0
+            raise KafkaError(
+                ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+                f"out of order sequence for producer {header.producer_id}: "
+                f"{header.base_sequence}, expected 0",
+            )
         if last != NO_SEQUENCE and not _in_sequence(last, header.base_sequence):
             raise KafkaError(
                 ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -98,6 +206,8 @@ class ProducerStateTable:
         if entry is None or entry.epoch != header.producer_epoch:
             entry = ProducerEntry(header.producer_epoch)
             self.producers[header.producer_id] = entry
+        if header.is_transactional and header.producer_id not in self.ongoing:
+            self.ongoing[header.producer_id] = base_offset
         if header.base_sequence != NO_SEQUENCE:
             entry.batches.append(
                 BatchMetadata(

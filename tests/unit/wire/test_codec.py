@@ -44,8 +44,13 @@ ADVERTISED = {
     "CreateTopics": (19, (2, 7), 5),
     "DeleteTopics": (20, (1, 6), 4),
     "DeleteRecords": (21, (0, 2), 2),
-    "InitProducerId": (22, (0, 4), 2),
+    "InitProducerId": (22, (0, 5), 2),
     "OffsetForLeaderEpoch": (23, (0, 4), 4),
+    "AddPartitionsToTxn": (24, (0, 5), 3),
+    "AddOffsetsToTxn": (25, (0, 4), 3),
+    "EndTxn": (26, (0, 4), 3),
+    "WriteTxnMarkers": (27, (0, 1), 1),
+    "TxnOffsetCommit": (28, (0, 4), 3),
     "DescribeConfigs": (32, (0, 4), 4),
     "AlterConfigs": (33, (0, 2), 2),
     "DescribeLogDirs": (35, (1, 4), 2),
@@ -54,6 +59,8 @@ ADVERTISED = {
     "IncrementalAlterConfigs": (44, (0, 1), 1),
     "OffsetDelete": (47, (0, 0), Versions.parse("none").low),
     "DescribeCluster": (60, (0, 1), 0),
+    "DescribeTransactions": (65, (0, 0), 0),
+    "ListTransactions": (66, (0, 1), 0),
 }
 
 CASES = [

@@ -1,0 +1,93 @@
+"""confluent-kafka (librdkafka) transactional producers against the broker."""
+
+from __future__ import annotations
+
+import pytest
+from compat_helpers import topic_name
+from confluent_kafka import KafkaException, TopicPartition
+from txn_helpers import TIMEOUT, create_topic, read_all, txn_producer
+
+
+def test_commit_visible_to_read_committed_abort_never(broker):
+    topic = topic_name("txn-confluent")
+    create_topic(broker.bootstrap, topic, 2)
+    producer = txn_producer(broker.bootstrap, "txn-confluent-1")
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, value=b"committed-%d" % i, partition=i % 2)
+    producer.commit_transaction(TIMEOUT)
+    producer.begin_transaction()
+    for i in range(6):
+        producer.produce(topic, value=b"aborted-%d" % i, partition=i % 2)
+    producer.flush(TIMEOUT)
+    producer.abort_transaction(TIMEOUT)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"last", partition=0)
+    producer.commit_transaction(TIMEOUT)
+
+    committed = read_all(broker.bootstrap, topic, 2, "read_committed", expected=11)
+    assert sorted(v for _, _, v in committed) == sorted(
+        [b"committed-%d" % i for i in range(10)] + [b"last"]
+    )
+    # partition 0: 5 committed (0-4), COMMIT marker (5), 3 aborted (6-8), ABORT (9), last (10)
+    assert [(p, o) for p, o, v in committed if p == 0] == [(0, i) for i in range(5)] + [(0, 10)]
+    everything = read_all(broker.bootstrap, topic, 2, "read_uncommitted", expected=17)
+    assert sorted(v for _, _, v in everything) == sorted(
+        [b"committed-%d" % i for i in range(10)] + [b"aborted-%d" % i for i in range(6)] + [b"last"]
+    )
+    producer.flush(TIMEOUT)
+
+
+def test_open_transaction_holds_back_read_committed(broker):
+    topic = topic_name("txn-open")
+    create_topic(broker.bootstrap, topic, 1)
+    plain = txn_producer(broker.bootstrap, "txn-open-a")
+    plain.begin_transaction()
+    plain.produce(topic, value=b"before", partition=0)
+    plain.commit_transaction(TIMEOUT)
+    open_txn = txn_producer(broker.bootstrap, "txn-open-b")
+    open_txn.begin_transaction()
+    open_txn.produce(topic, value=b"pending", partition=0)
+    open_txn.flush(TIMEOUT)
+    # "before" at 0, its COMMIT marker at 1, "pending" at 2: the LSO stays at 2
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
+        b"before"
+    ]
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_uncommitted")] == [
+        b"before",
+        b"pending",
+    ]
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {"bootstrap.servers": broker.bootstrap, "group.id": "lso", "isolation.level": "read_committed"}
+    )
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), TIMEOUT, cached=False)
+        assert (low, high) == (0, 2)  # read_committed's "latest" is the LSO, not the HW (3)
+    finally:
+        consumer.close()
+    open_txn.commit_transaction(TIMEOUT)
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
+        b"before",
+        b"pending",
+    ]
+
+
+def test_zombie_is_fenced(broker):
+    topic = topic_name("txn-zombie")
+    create_topic(broker.bootstrap, topic, 1)
+    zombie = txn_producer(broker.bootstrap, "txn-zombie")
+    zombie.begin_transaction()
+    zombie.produce(topic, value=b"zombie", partition=0)
+    zombie.flush(TIMEOUT)
+    # a new instance with the same transactional.id fences the old one and aborts its txn
+    fresh = txn_producer(broker.bootstrap, "txn-zombie")
+    fresh.begin_transaction()
+    fresh.produce(topic, value=b"fresh", partition=0)
+    fresh.commit_transaction(TIMEOUT)
+    with pytest.raises(KafkaException) as caught:
+        zombie.produce(topic, value=b"zombie-2", partition=0)
+        zombie.commit_transaction(TIMEOUT)
+    assert caught.value.args[0].fatal()
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [b"fresh"]
