@@ -50,9 +50,7 @@ def test_open_transaction_holds_back_read_committed(broker):
     open_txn.produce(topic, value=b"pending", partition=0)
     open_txn.flush(TIMEOUT)
     # "before" at 0, its COMMIT marker at 1, "pending" at 2: the LSO stays at 2
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
-        b"before"
-    ]
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [b"before"]
     assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_uncommitted")] == [
         b"before",
         b"pending",
@@ -60,7 +58,11 @@ def test_open_transaction_holds_back_read_committed(broker):
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {"bootstrap.servers": broker.bootstrap, "group.id": "lso", "isolation.level": "read_committed"}
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "lso",
+            "isolation.level": "read_committed",
+        }
     )
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), TIMEOUT, cached=False)

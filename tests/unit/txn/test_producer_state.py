@@ -67,3 +67,84 @@ def test_non_idempotent_batches_are_not_tracked():
     table = ProducerStateTable()
     appended(table, header(producer_id=-1, sequence=-1), 0)
     assert table.producers == {}
+
+
+def txn_header(producer_id=7, epoch=0, sequence=0, records=1) -> BatchHeader:
+    return header(producer_id, epoch, sequence, records)._replace(attributes=0x10)
+
+
+def test_open_transactions_bound_the_lso_and_aborts_are_indexed():
+    table = ProducerStateTable()
+    assert table.last_stable_offset(10) == 10
+    appended(table, txn_header(producer_id=1, records=2), 10)  # 10-11
+    appended(table, txn_header(producer_id=2, records=1), 12)  # 12
+    assert table.last_stable_offset(13) == 10
+    table.record_marker(1, 0, False, 13, 14)  # abort producer 1
+    assert table.last_stable_offset(14) == 12
+    table.record_marker(2, 0, True, 14, 15)  # commit producer 2
+    assert table.last_stable_offset(15) == 15
+    assert [tuple(t) for t in table.aborted] == [(1, 10, 13, 12)]
+    assert table.aborted_between(0, 15)[0].first_offset == 10
+    assert table.aborted_between(14, 20) == []  # ended before the fetched range
+    assert table.aborted_between(0, 10) == []  # starts after it
+
+
+def test_a_marker_bumping_the_epoch_resets_sequences_and_fences():
+    table = ProducerStateTable()
+    appended(table, txn_header(epoch=0, sequence=0, records=3), 0)
+    table.record_marker(7, 1, False, 3, 4)  # the coordinator fenced epoch 0
+    with pytest.raises(KafkaError) as caught:
+        table.check(txn_header(epoch=0, sequence=3))
+    assert caught.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+    with pytest.raises(KafkaError) as caught:
+        table.check(txn_header(epoch=1, sequence=5))
+    assert caught.value.code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    with pytest.raises(KafkaError) as caught:
+        table.check_marker(7, 0)
+    assert caught.value.code == ErrorCode.INVALID_PRODUCER_EPOCH
+    table.check(txn_header(epoch=2, sequence=0))
+
+
+def test_unknown_producer_and_control_batches_from_clients():
+    table = ProducerStateTable()
+    with pytest.raises(KafkaError) as caught:
+        table.check(header(producer_id=9, sequence=4))
+    assert caught.value.code == ErrorCode.UNKNOWN_PRODUCER_ID
+    with pytest.raises(KafkaError) as caught:
+        table.check(header()._replace(attributes=0x30))
+    assert caught.value.code == ErrorCode.INVALID_RECORD
+
+
+def test_state_is_rebuilt_from_a_log(tmp_path):
+    from kbroker.log.partition_log import PartitionLog
+    from kbroker.wire.record import build_batch, end_txn_marker
+
+    log = PartitionLog(str(tmp_path / "t-0"))
+    for pid in (1, 2, 3):
+        log.append(
+            build_batch(
+                [(None, b"v", None, None)],
+                producer_id=pid,
+                producer_epoch=0,
+                base_sequence=0,
+                transactional=True,
+            )
+        )
+    for pid, commit in ((1, False), (2, True)):
+        key, value = end_txn_marker(commit, 0)
+        log.append(
+            build_batch(
+                [(key, value, None, None)],
+                producer_id=pid,
+                producer_epoch=0,
+                transactional=True,
+                control=True,
+            )
+        )
+    table = ProducerStateTable()
+    table.load(log)
+    assert [tuple(t) for t in table.aborted] == [(1, 0, 3, 1)]
+    assert table.ongoing == {3: 2}
+    assert table.last_stable_offset(log.log_end_offset) == 2
+    assert table.find_duplicate(txn_header(producer_id=2)).first_offset == 1
+    log.close()
