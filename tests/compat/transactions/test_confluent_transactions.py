@@ -93,3 +93,30 @@ def test_zombie_is_fenced(broker):
         zombie.commit_transaction(TIMEOUT)
     assert caught.value.args[0].fatal()
     assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [b"fresh"]
+
+
+def test_transactions_survive_a_broker_restart(broker):
+    topic = topic_name("txn-restart")
+    create_topic(broker.bootstrap, topic, 1)
+    first = txn_producer(broker.bootstrap, "txn-restart")
+    first.begin_transaction()
+    first.produce(topic, value=b"committed", partition=0)
+    first.commit_transaction(TIMEOUT)
+    first.begin_transaction()
+    first.produce(topic, value=b"open-at-restart", partition=0)
+    first.flush(TIMEOUT)
+    broker.restart("kill")
+    # the open transaction, rebuilt from the log, still holds read_committed back
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
+        b"committed"
+    ]
+    # the coordinator's state came back from __transaction_state: a new instance fences
+    # the old producer and aborts its transaction
+    second = txn_producer(broker.bootstrap, "txn-restart")
+    second.begin_transaction()
+    second.produce(topic, value=b"after-restart", partition=0)
+    second.commit_transaction(TIMEOUT)
+    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
+        b"committed",
+        b"after-restart",
+    ]
