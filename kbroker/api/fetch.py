@@ -18,8 +18,19 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 READ_COMMITTED = 1
 
 
+def replica_of(body: dict) -> int:
+    """The follower's broker id, or -1 for a consumer (v15 moved it into replica_state)."""
+    return max(body["replica_id"], body["replica_state"]["replica_id"])
+
+
 def _read_partition(
-    broker, topic, request_partition: dict, budget: int, first: bool, committed: bool = False
+    broker,
+    topic,
+    request_partition: dict,
+    budget: int,
+    first: bool,
+    committed: bool = False,
+    replica_id: int = -1,
 ) -> dict:
     index = request_partition["partition"]
     result = {"partition_index": index, "records": b""}
@@ -31,12 +42,18 @@ def _read_partition(
         fetch_offset = request_partition["fetch_offset"]
         # read_committed reads below the last stable offset (the first open transaction)
         stable = partition.producers.last_stable_offset(log.high_watermark)
+        if replica_id >= 0:  # a follower copies everything up to the leader's log end
+            max_offset = log.log_end_offset
+        else:
+            max_offset = stable if committed else None
         try:
-            records = log.read(
-                fetch_offset, limit, max_offset=stable if committed else None, min_one_batch=first
-            )
+            records = log.read(fetch_offset, limit, max_offset=max_offset, min_one_batch=first)
         except OffsetOutOfRange:
             raise KafkaError(ErrorCode.OFFSET_OUT_OF_RANGE) from None
+        if replica_id >= 0:  # its fetch offset is its log end: the HW may move
+            partition.follower_fetched(
+                replica_id, fetch_offset, request_partition["log_start_offset"]
+            )
         result["records"] = records if records.size else b""
         result.update(
             high_watermark=log.high_watermark,
@@ -60,6 +77,7 @@ def _read_all(broker, body: dict, by_id: bool) -> tuple[list[dict], int, list]:
     responses = []
     watched = []
     committed = body["isolation_level"] == READ_COMMITTED
+    replica_id = replica_of(body)
     for topic_request in body["topics"]:
         if by_id:
             topic = broker.controller.store.by_id.get(uuid.UUID(bytes=topic_request["topic_id"]))
@@ -78,7 +96,13 @@ def _read_all(broker, body: dict, by_id: bool) -> tuple[list[dict], int, list]:
                 }
             else:
                 result = _read_partition(
-                    broker, topic, request_partition, max(budget - total, 0), total == 0, committed
+                    broker,
+                    topic,
+                    request_partition,
+                    max(budget - total, 0),
+                    total == 0,
+                    committed,
+                    replica_id,
                 )
                 watched.append((topic.name, request_partition["partition"]))
             if committed:

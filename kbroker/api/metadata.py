@@ -15,20 +15,27 @@ CLUSTER_OPERATIONS = sum(1 << op for op in (4, 5, 7, 8, 9, 10, 11, 12))
 NOT_REQUESTED = -(2**31)
 
 
-def describe_topic(topic: Topic, with_operations: bool) -> dict:
+def _describe_partition(index: int, state, live: set[int]) -> dict:
+    leader = state.leader if state.leader in live else -1
+    return {
+        "error_code": ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+        "partition_index": index,
+        "leader_id": leader,
+        "leader_epoch": state.leader_epoch,
+        "replica_nodes": state.replicas,
+        "isr_nodes": state.isr,
+        "offline_replicas": [r for r in state.replicas if r not in live],
+    }
+
+
+def describe_topic(topic: Topic, with_operations: bool, live: set[int]) -> dict:
+    """A topic as Metadata shows it; ``live`` are the brokers registered now."""
     return {
         "name": topic.name,
         "topic_id": topic.topic_id.bytes,
         "is_internal": topic.internal,
         "partitions": [
-            {
-                "partition_index": index,
-                "leader_id": state.leader,
-                "leader_epoch": state.leader_epoch,
-                "replica_nodes": state.replicas,
-                "isr_nodes": state.isr,
-            }
-            for index, state in enumerate(topic.partitions)
+            _describe_partition(index, state, live) for index, state in enumerate(topic.partitions)
         ],
         "topic_authorized_operations": TOPIC_OPERATIONS if with_operations else NOT_REQUESTED,
     }
@@ -42,10 +49,12 @@ async def handle(broker, request: Request) -> dict:
     body = request.body
     store = broker.controller.store
     with_operations = body["include_topic_authorized_operations"]
+    brokers = broker.controller.live_brokers()
+    live = {b.node_id for b in brokers}
     wanted = body["topics"]
     topics = []
     if wanted is None or (request.api_version == 0 and not wanted):
-        topics = [describe_topic(t, with_operations) for t in store.topics.values()]
+        topics = [describe_topic(t, with_operations, live) for t in store.topics.values()]
     for entry in wanted or ():
         name, topic_id = entry["name"], entry["topic_id"]
         if name is None:
@@ -60,11 +69,11 @@ async def handle(broker, request: Request) -> dict:
             if topic is None:
                 topics.append(_missing(name, topic_id, code))
                 continue
-        topics.append(describe_topic(topic, with_operations))
+        topics.append(describe_topic(topic, with_operations, live))
     return {
         "brokers": [
             {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in broker.controller.live_brokers()
+            for b in brokers
         ],
         "cluster_id": store.cluster_id,
         "controller_id": broker.controller.controller_id,

@@ -8,6 +8,7 @@ nothing of it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from kbroker.cluster.replicas import Partition
@@ -68,10 +69,35 @@ def append_to(
     }
 
 
+async def _await_replication(pending: list, timeout_ms: int) -> None:
+    """acks=all: hold the response until each partition's ISR has the appended records."""
+    loop = asyncio.get_running_loop()
+    waits = []
+    for result, partition, min_isr in pending:
+        future = loop.create_future()
+
+        def done(error: ErrorCode, future=future) -> None:
+            if not future.done():
+                future.set_result(error)
+
+        waiter = partition.await_replication(partition.log.log_end_offset, min_isr, done)
+        waits.append((result, partition, waiter, future))
+    await asyncio.wait([future for *_, future in waits], timeout=timeout_ms / 1000)
+    for result, partition, waiter, future in waits:
+        if future.done():
+            error = future.result()
+        else:
+            partition.forget_waiter(waiter)
+            error = ErrorCode.REQUEST_TIMED_OUT
+        if error != ErrorCode.NONE:
+            result.update(error_code=error, base_offset=-1)
+
+
 async def handle(broker, request: Request) -> dict | None:
     body = request.body
     acks = body["acks"]
     responses = []
+    pending = []  # acks=all partitions waiting for their ISR
     for topic_data in body["topic_data"]:
         name = topic_data["name"]
         results = []
@@ -81,9 +107,16 @@ async def handle(broker, request: Request) -> dict | None:
                 if acks not in (0, 1, -1):
                     raise KafkaError(ErrorCode.INVALID_REQUIRED_ACKS)
                 partition = broker.partition_for_produce(name, data["index"])
+                if acks == -1:
+                    min_isr = int(broker.topic_config(partition.topic, "min.insync.replicas"))
+                    code = partition.require_leader().check_append(min_isr)
+                    if code != ErrorCode.NONE:
+                        raise KafkaError(code)
                 result.update(
                     append_to(broker, partition, data["records"], body["transactional_id"])
                 )
+                if acks == -1:
+                    pending.append((result, partition, min_isr))
             except KafkaError as exc:
                 log.warning(
                     "produce to %s-%d from %s refused: %s",
@@ -97,4 +130,6 @@ async def handle(broker, request: Request) -> dict | None:
         responses.append({"name": name, "partition_responses": results})
     if acks == 0:
         return None
+    if pending:
+        await _await_replication(pending, body["timeout_ms"])
     return {"responses": responses}

@@ -46,7 +46,7 @@ class Broker:
         self.logs = LogManager(str(data_dir), config_for=self._log_config_by_name)
         self.logs.startup()
         self.cleaner = LogCleaner(self.logs)
-        self.replicas = ReplicaManager(self.logs, self.log_config)
+        self.replicas = ReplicaManager(self.logs, self.log_config, self.node.node_id)
         self.controller.on_created.append(self.replicas.open_topic)
         self.controller.on_deleted.append(self.replicas.remove_topic)
         self.controller.on_partitions_added.append(self.replicas.open_topic)
@@ -117,9 +117,12 @@ class Broker:
         return topic, ErrorCode.NONE
 
     def hosted_partition(self, topic: Topic, index: int) -> Partition:
-        partition = self.replicas.get(topic.name, index)
-        if partition is None:
+        """The partition if this broker leads it (clients and followers talk to leaders)."""
+        if not 0 <= index < len(topic.partitions):
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        partition = self.replicas.get(topic.name, index)
+        if partition is None or partition.leader is None:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return partition
 
     def hosted_partition_by_name(self, name: str, index: int) -> Partition:
