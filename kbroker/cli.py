@@ -28,6 +28,10 @@ def build_config(args: argparse.Namespace) -> BrokerConfig:
         values[key.strip()] = value.strip()
     if args.data_dir or not ({"log.dirs", "log.dir"} & values.keys()):
         values["log.dirs"] = args.data_dir or "./kbroker-data"
+    if args.broker_id is not None:
+        values["broker.id"] = str(args.broker_id)
+    if args.zookeeper:
+        values["zookeeper.connect"] = args.zookeeper
     if args.host or args.port is not None or "listeners" not in values:
         host = args.host or "127.0.0.1"
         port = 9092 if args.port is None else args.port
@@ -47,6 +51,7 @@ async def serve(config: BrokerConfig) -> None:
     host, port = await listener.start(*config.listener())
     if config.get("advertised.listeners") is None:
         broker.advertise(broker.node.host, port)
+    await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,9 +67,11 @@ async def serve(config: BrokerConfig) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        await broker.controlled_shutdown()
         maintenance.cancel()
         cleaner.cancel()
         await listener.stop()
+        await broker.stop_replication()
         broker.close()
         log.info("stopped")
 
@@ -87,6 +94,12 @@ def make_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default 9092)")
     serve_cmd.add_argument("--data-dir", help="log directory (default ./kbroker-data)")
     serve_cmd.add_argument("--config", help="a Kafka server.properties file")
+    serve_cmd.add_argument("--broker-id", type=int, help="this broker's id (broker.id)")
+    serve_cmd.add_argument(
+        "--zookeeper",
+        metavar="HOST:PORT[/CHROOT]",
+        help="join the cluster kept in this ZooKeeper (zookeeper.connect)",
+    )
     serve_cmd.add_argument(
         "--set",
         action="append",

@@ -83,6 +83,16 @@ BROKER_SETTINGS = _settings(
     ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "int", "10000"),
     ("transaction.remove.expired.transaction.cleanup.interval.ms", "int", "3600000"),
     ("cluster.id", "string", None),
+    ("zookeeper.connect", "string", None),
+    ("zookeeper.session.timeout.ms", "int", "18000"),
+    ("replica.lag.time.max.ms", "long", "30000"),
+    ("replica.fetch.wait.max.ms", "int", "500"),
+    ("replica.fetch.min.bytes", "int", "1"),
+    ("replica.fetch.max.bytes", "int", "1048576"),
+    ("replica.fetch.response.max.bytes", "int", "10485760"),
+    ("replica.fetch.backoff.ms", "int", "1000"),
+    ("unclean.leader.election.enable", "boolean", "false"),
+    ("controlled.shutdown.enable", "boolean", "true"),
 )
 
 # Topic-level keys: (type, broker key whose value is the default).

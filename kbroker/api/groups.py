@@ -63,16 +63,15 @@ class GroupService:
         if topic is None and create:
             config = self.broker.config
             live = len(self.broker.controller.live_brokers())
-            topic = self.broker.controller.create_topic(
+            topic = self.broker.controller.ensure_internal_topic(
                 OFFSETS_TOPIC,
                 config.get_int("offsets.topic.num.partitions"),
                 min(config.get_int("offsets.topic.replication.factor"), live),
-                configs={
+                {
                     "cleanup.policy": "compact",
                     "compression.type": "producer",
                     "segment.bytes": config.get("offsets.topic.segment.bytes"),
                 },
-                internal=True,
             )
             log.info("created %s with %d partitions", OFFSETS_TOPIC, len(topic.partitions))
         return topic

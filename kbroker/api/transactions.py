@@ -101,17 +101,16 @@ class TransactionService:
             live = len(self.broker.controller.live_brokers())
             replicas = min(config.get_int("transaction.state.log.replication.factor"), live)
             min_isr = min(config.get_int("transaction.state.log.min.isr"), replicas)
-            topic = self.broker.controller.create_topic(
+            topic = self.broker.controller.ensure_internal_topic(
                 TXN_TOPIC,
                 config.get_int("transaction.state.log.num.partitions"),
                 replicas,
-                configs={
+                {
                     "cleanup.policy": "compact",
                     "compression.type": "uncompressed",
                     "min.insync.replicas": str(min_isr),
                     "segment.bytes": config.get("transaction.state.log.segment.bytes"),
                 },
-                internal=True,
             )
             log.info("created %s with %d partitions", TXN_TOPIC, len(topic.partitions))
         return topic

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from kbroker.cluster.election import assign_replicas
 from kbroker.cluster.metadata import BrokerInfo, MetadataStore, PartitionState, Topic
 from kbroker.cluster.topics import check_configs, check_name
 from kbroker.wire.errors import ErrorCode, KafkaError
@@ -47,7 +48,7 @@ class EmbeddedController:
     ) -> Topic:
         """Validate and (unless ``validate_only``) create a topic; raises KafkaError."""
         check_name(name)
-        if name in self.store.topics:
+        if self.topic_exists(name):
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         live = {b.node_id for b in self.live_brokers()}
         if assignments:
@@ -68,15 +69,6 @@ class EmbeddedController:
                         f"Replica assignment {replicas} names brokers that are not alive",
                     )
         else:
-            if num_partitions <= 0:
-                raise KafkaError(
-                    ErrorCode.INVALID_PARTITIONS, "Number of partitions must be larger than 0."
-                )
-            if replication_factor <= 0:
-                raise KafkaError(
-                    ErrorCode.INVALID_REPLICATION_FACTOR,
-                    "Replication factor must be larger than 0.",
-                )
             if replication_factor > len(live):
                 raise KafkaError(
                     ErrorCode.INVALID_REPLICATION_FACTOR,
@@ -84,23 +76,56 @@ class EmbeddedController:
                     f"The target replication factor of {replication_factor} cannot be reached "
                     f"because only {len(live)} broker(s) are registered.",
                 )
-            ordered = sorted(live)
-            replica_sets = [
-                [ordered[(p + i) % len(ordered)] for i in range(replication_factor)]
-                for p in range(num_partitions)
-            ]
+            assigned = assign_replicas(live, num_partitions, replication_factor)
+            replica_sets = [assigned[p] for p in sorted(assigned)]
         check_configs(configs or {})
+        configs = {k: v for k, v in (configs or {}).items() if v is not None}
+        if validate_only:
+            return Topic(
+                name,
+                uuid.uuid4(),
+                [PartitionState(r[0], 0, list(r), list(r)) for r in replica_sets],
+                configs,
+                internal,
+            )
+        return self.publish_topic(name, replica_sets, configs, internal)
+
+    def ensure_internal_topic(
+        self, name: str, num_partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> Topic:
+        """An internal topic, created on first use (or the one another broker just made)."""
+        topic = self.store.topics.get(name)
+        if topic is not None:
+            return topic
+        try:
+            return self.create_topic(
+                name, num_partitions, replication_factor, configs, internal=True
+            )
+        except KafkaError as exc:
+            if exc.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                raise
+            return self.load_topic(name)
+
+    def load_topic(self, name: str) -> Topic:
+        return self.store.topics[name]
+
+    def topic_exists(self, name: str) -> bool:
+        return name in self.store.topics
+
+    def publish_topic(
+        self, name: str, replica_sets: list[list[int]], configs: dict[str, str], internal: bool
+    ) -> Topic:
+        """Make a validated topic real: here, in the local metadata file."""
         topic = Topic(
             name=name,
             topic_id=uuid.uuid4(),
             partitions=[PartitionState(r[0], 0, list(r), list(r)) for r in replica_sets],
-            configs={k: v for k, v in (configs or {}).items() if v is not None},
+            configs=configs,
             internal=internal,
         )
-        if not validate_only:
-            self.store.add(topic)
-            for listener in self.on_created:
-                listener(topic)
+        self.store.add(topic)
+        for listener in self.on_created:
+            listener(topic)
         return topic
 
     def delete_topic(self, name: str) -> Topic:

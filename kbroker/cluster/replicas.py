@@ -119,9 +119,7 @@ class Partition:
         self, required_offset: int, min_insync_replicas: int, done: Callable[[ErrorCode], None]
     ) -> AckWaiter:
         """acks=all: call ``done(error)`` once the high watermark reaches ``required_offset``."""
-        waiter = self.require_leader().add_waiter(
-            required_offset, 2**62, min_insync_replicas, done
-        )
+        waiter = self.require_leader().add_waiter(required_offset, 2**62, min_insync_replicas, done)
         if waiter.done:
             done(waiter.error)
         return waiter
@@ -130,6 +128,29 @@ class Partition:
         """The producer's timeout passed: stop waiting for this append."""
         if self.leader is not None and waiter in self.leader.waiters:
             self.leader.waiters.remove(waiter)
+
+    def maintain_isr(
+        self, lag_time_max_ms: int, record: Callable[[str, int, int, list[int]], int]
+    ) -> None:
+        """As leader: propose dropping lagging followers from the ISR, or adding caught-up
+        ones; ``record(topic, index, leader_epoch, isr)`` writes it conditionally and
+        returns the new state version (-1 if the state moved on)."""
+        leader = self.leader
+        if leader is None:
+            return
+        proposed = leader.maybe_shrink_isr(self.clock(), lag_time_max_ms)
+        if proposed is None:
+            proposed = leader.maybe_expand_isr()
+        if proposed is None:
+            return
+        isr = sorted(proposed)
+        version = record(self.topic.name, self.index, leader.leader_epoch, isr)
+        if version < 0:
+            leader.isr_failed()
+            return
+        self.state.isr[:] = isr
+        if leader.isr_committed(isr, version):
+            self._high_watermark_moved()
 
     def _high_watermark_moved(self) -> None:
         self.log.high_watermark = self.leader.high_watermark

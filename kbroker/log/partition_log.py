@@ -323,12 +323,13 @@ class PartitionLog:
         if self._active.size == 0 and headers[0].base_offset != self._active.base_offset:
             # empty active segment at the wrong base: start the segment where data starts
             self._replace_empty_active(headers[0].base_offset)
+        appended_records = headers[-1].next_offset - self._leo
         self._write(batch_bytes, headers, max_timestamp)
         cache = self.leader_epoch_cache
         for header in headers:
             if header.partition_leader_epoch > cache.latest_epoch:
                 cache.assign(header.partition_leader_epoch, header.base_offset)
-        self._after_append(headers[-1].next_offset - self._leo)
+        self._after_append(appended_records)
         return AppendResult(headers[0].base_offset, headers[-1].last_offset, -1)
 
     def _write(self, buf, headers: list[BatchHeader], max_timestamp: int) -> None:

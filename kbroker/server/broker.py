@@ -6,6 +6,7 @@ partitions, effective topic configuration, and the topic auto-creation rule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -14,9 +15,12 @@ from kbroker.api.dispatch import HANDLERS
 from kbroker.api.groups import GroupService
 from kbroker.api.transactions import TransactionService
 from kbroker.cluster.controller import EmbeddedController
+from kbroker.cluster.fetcher import FetcherManager, FetcherSettings
 from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
 from kbroker.cluster.replicas import Partition, ReplicaManager
 from kbroker.cluster.topics import check_name
+from kbroker.cluster.zk_controller import ZkController
+from kbroker.cluster.zookeeper import ZkStore
 from kbroker.config import TOPIC_SETTINGS, BrokerConfig
 from kbroker.log.cleaner import LogCleaner
 from kbroker.log.config import LogConfig
@@ -26,6 +30,8 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.registry import Registry
 
 log = logging.getLogger("kbroker.broker")
+
+ISR_CHECK_SECONDS = 0.25
 
 
 class Broker:
@@ -39,15 +45,35 @@ class Broker:
         data_dir.mkdir(parents=True, exist_ok=True)
         host, port = config.advertised_listener()
         self.node = BrokerInfo(config.node_id, host, port)
-        self.controller = EmbeddedController(
-            MetadataStore(data_dir, config.get("cluster.id")), self.node
+        store = MetadataStore(data_dir, config.get("cluster.id"))
+        connect = config.get("zookeeper.connect")
+        if connect:
+            self.controller = ZkController(
+                store,
+                self.node,
+                ZkStore(connect, config.get_int("zookeeper.session.timeout.ms")),
+                config.get_bool("unclean.leader.election.enable"),
+            )
+            self.controller.on_leadership.append(self._leadership_changed)
+        else:
+            self.controller = EmbeddedController(store, self.node)
+        self.fetchers = FetcherManager(
+            self.registry,
+            self.node.node_id,
+            FetcherSettings(
+                wait_max_ms=config.get_int("replica.fetch.wait.max.ms"),
+                min_bytes=config.get_int("replica.fetch.min.bytes"),
+                max_bytes=config.get_int("replica.fetch.max.bytes"),
+                response_max_bytes=config.get_int("replica.fetch.response.max.bytes"),
+                backoff_ms=config.get_int("replica.fetch.backoff.ms"),
+            ),
         )
         self._load_dynamic_configs()
         self.logs = LogManager(str(data_dir), config_for=self._log_config_by_name)
         self.logs.startup()
         self.cleaner = LogCleaner(self.logs)
         self.replicas = ReplicaManager(self.logs, self.log_config, self.node.node_id)
-        self.controller.on_created.append(self.replicas.open_topic)
+        self.controller.on_created.append(self._topic_created)
         self.controller.on_deleted.append(self.replicas.remove_topic)
         self.controller.on_partitions_added.append(self.replicas.open_topic)
         for topic in self.controller.store.topics.values():
@@ -56,6 +82,60 @@ class Broker:
         self.groups = GroupService(self)
         # transactional ids and their state, loaded back from __transaction_state
         self.transactions = TransactionService(self)
+
+    @property
+    def clustered(self) -> bool:
+        return isinstance(self.controller, ZkController)
+
+    async def start(self) -> None:
+        """Join the cluster (cluster mode): register, load the topics, follow leaders."""
+        if self.clustered:
+            wait = self.config.get_int("zookeeper.session.timeout.ms") / 1000 + 5
+            self.controller.start(asyncio.get_running_loop(), wait)
+            self._isr_task = asyncio.create_task(self._maintain_isrs())
+
+    def _topic_created(self, topic: Topic) -> None:
+        self.replicas.open_topic(topic)
+        if self.clustered:
+            for index in range(len(topic.partitions)):
+                version = self.controller.state_versions.get((topic.name, index), 0)
+                self._leadership_changed(topic, index, version)
+
+    def _leadership_changed(self, topic: Topic, index: int, version: int) -> None:
+        """Lead, or follow the new leader, as the partition's state now says."""
+        partition = self.replicas.get(topic.name, index)
+        if partition is None or partition.topic is not topic:
+            return
+        state = topic.partitions[index]
+        if state.leader == self.node.node_id:
+            self.fetchers.unfollow((topic.name, index))
+            partition.make_leader(version)
+            return
+        partition.make_follower()
+        leader = self.controller.brokers.get(state.leader)
+        if leader is None:
+            self.fetchers.unfollow((topic.name, index))
+        else:
+            self.fetchers.follow(partition, leader)
+
+    async def _maintain_isrs(self) -> None:
+        """Leaders propose ISR changes: lagging followers out, caught-up ones back in."""
+        lag = self.config.get_int("replica.lag.time.max.ms")
+        while True:
+            await asyncio.sleep(ISR_CHECK_SECONDS)
+            for partition in list(self.replicas.partitions.values()):
+                try:
+                    partition.maintain_isr(lag, self.controller.record_isr)
+                except Exception:
+                    log.exception(
+                        "ISR update of %s-%d failed", partition.topic.name, partition.index
+                    )
+
+    async def controlled_shutdown(self) -> None:
+        """Hand leadership to other in-sync replicas before stopping (cluster mode)."""
+        if self.clustered and self.config.get_bool("controlled.shutdown.enable"):
+            self.controller.controlled_shutdown()
+            await asyncio.sleep(0.2)  # let the new leaders' watches fire
 
     def advertise(self, host: str, port: int) -> None:
         """Set the address clients are told to use (once the real bound port is known)."""
@@ -142,6 +222,12 @@ class Broker:
 
     async def handle(self, request: Request) -> dict | None:
         return await HANDLERS[request.api_key](self, request)
+
+    async def stop_replication(self) -> None:
+        await self.fetchers.stop()
+        if self.clustered:
+            self._isr_task.cancel()
+            self.controller.stop()
 
     def close(self) -> None:
         """Flush and close every log and write the checkpoints."""

@@ -120,24 +120,28 @@ class ProducerStateTable:
         start = log.log_start_offset
         for segment in log.segments:
             for position, header in segment.batches(0):
-                if header.last_offset < start:
-                    continue
-                if not header.is_control:
-                    self.record(header, header.base_offset)
-                    continue
-                data = segment.read_at(position, header.size)
-                try:
-                    _, records = decode_records(data, verify_crc=False)
-                    marker = parse_end_txn_marker(records[0].key, records[0].value)
-                except Exception:  # not a transaction marker: nothing to replay
-                    continue
-                self.record_marker(
-                    header.producer_id,
-                    header.producer_epoch,
-                    marker.commit,
-                    header.base_offset,
-                    header.next_offset,
-                )
+                if header.last_offset >= start:
+                    data = segment.read_at(position, header.size) if header.is_control else None
+                    self.replay(header, data)
+
+    def replay(self, header: BatchHeader, data) -> None:
+        """Apply a batch already written with its offsets (start-up, a follower's append);
+        ``data``, the batch's bytes, is needed only for a control batch."""
+        if not header.is_control:
+            self.record(header, header.base_offset)
+            return
+        try:
+            _, records = decode_records(data, verify_crc=False)
+            marker = parse_end_txn_marker(records[0].key, records[0].value)
+        except Exception:  # not a transaction marker: nothing to replay
+            return
+        self.record_marker(
+            header.producer_id,
+            header.producer_epoch,
+            marker.commit,
+            header.base_offset,
+            header.next_offset,
+        )
 
     def find_duplicate(self, header: BatchHeader) -> BatchMetadata | None:
         """The earlier append of this very batch, if it is a retry."""
