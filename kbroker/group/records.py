@@ -11,13 +11,9 @@ The formats are declared in our schema notation and compiled with the wire codec
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-from kbroker.wire.compiler import compile_struct
-from kbroker.wire.primitives import DecodeError
-from kbroker.wire.schema import parse_schema
-from kbroker.wire.types import Writer
+from kbroker.wire.versioned import VersionedRecords, version_of
 
 _SCHEMAS = {
     "offset_key": """
@@ -60,31 +56,7 @@ members                   []
   assignment              bytes
 """,
 }
-_APIS = {name: parse_schema(text, name) for name, text in _SCHEMAS.items()}
-_VERSION = struct.Struct(">h")
-_codecs: dict[tuple[str, int], tuple] = {}
-
-
-def _codec(name: str, version: int):
-    codec = _codecs.get((name, version))
-    if codec is None:
-        api = _APIS[name]
-        if version not in api.implemented:
-            raise DecodeError(f"unknown {api.name} version {version}")
-        codec = compile_struct(api.request, version, api.is_flexible(version))
-        _codecs[(name, version)] = codec
-    return codec
-
-
-def _encode(name: str, version: int, body: dict) -> bytes:
-    out = Writer()
-    out += _VERSION.pack(version)
-    _codec(name, version)[1](out, body)
-    return bytes(out)
-
-
-def _decode(name: str, version: int, buf: bytes) -> dict:
-    return _codec(name, version)[0](buf, 2)[0]
+_RECORDS = VersionedRecords(_SCHEMAS)
 
 
 @dataclass
@@ -123,7 +95,8 @@ class GroupRecord:
 
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
-    return _encode("offset_key", 1, {"group": group, "topic": topic, "partition": partition})
+    body = {"group": group, "topic": topic, "partition": partition}
+    return _RECORDS.encode("offset_key", 1, body)
 
 
 def offset_value(value: OffsetAndMetadata) -> bytes:
@@ -134,11 +107,11 @@ def offset_value(value: OffsetAndMetadata) -> bytes:
         "commit_timestamp": value.commit_timestamp,
         "expire_timestamp": value.expire_timestamp,
     }
-    return _encode("offset_value", 1 if value.expire_timestamp >= 0 else 3, body)
+    return _RECORDS.encode("offset_value", 1 if value.expire_timestamp >= 0 else 3, body)
 
 
 def group_key(group: str) -> bytes:
-    return _encode("group_key", 2, {"group": group})
+    return _RECORDS.encode("group_key", 2, {"group": group})
 
 
 def group_value(value: GroupRecord) -> bytes:
@@ -150,7 +123,7 @@ def group_value(value: GroupRecord) -> bytes:
         "current_state_timestamp": value.current_state_timestamp,
         "members": [vars(m).copy() for m in value.members],
     }
-    return _encode("group_value", 3, body)
+    return _RECORDS.encode("group_value", 3, body)
 
 
 @dataclass
@@ -171,13 +144,12 @@ def decode(key: bytes | None, value: bytes | None):
     """An OffsetRecord, a GroupMetadataRecord, or None for a record we do not use."""
     if key is None or len(key) < 2:
         return None
-    (version,) = _VERSION.unpack_from(key, 0)
+    version = version_of(key)
     if version in (0, 1):
-        k = _decode("offset_key", version, key)
+        k = _RECORDS.decode("offset_key", key)
         if value is None:
             return OffsetRecord(k["group"], k["topic"], k["partition"], None)
-        (value_version,) = _VERSION.unpack_from(value, 0)
-        v = _decode("offset_value", value_version, value)
+        v = _RECORDS.decode("offset_value", value)
         return OffsetRecord(
             k["group"],
             k["topic"],
@@ -191,11 +163,10 @@ def decode(key: bytes | None, value: bytes | None):
             ),
         )
     if version == 2:
-        group = _decode("group_key", 2, key)["group"]
+        group = _RECORDS.decode("group_key", key)["group"]
         if value is None:
             return GroupMetadataRecord(group, None)
-        (value_version,) = _VERSION.unpack_from(value, 0)
-        v = _decode("group_value", value_version, value)
+        v = _RECORDS.decode("group_value", value)
         members = [MemberRecord(**m) for m in v.pop("members")]
         return GroupMetadataRecord(group, GroupRecord(members=members, **v))
     return None

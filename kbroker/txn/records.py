@@ -9,13 +9,9 @@ write v0, which every Kafka since 0.11 reads.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-from kbroker.wire.compiler import compile_struct
-from kbroker.wire.primitives import DecodeError
-from kbroker.wire.schema import parse_schema
-from kbroker.wire.types import Writer
+from kbroker.wire.versioned import VersionedRecords, version_of
 
 _SCHEMAS = {
     "key": """
@@ -40,32 +36,7 @@ start_timestamp_ms           int64
 client_transaction_version   int16   1+  tag=2  default=0
 """,
 }
-_APIS = {name: parse_schema(text, name) for name, text in _SCHEMAS.items()}
-_VERSION = struct.Struct(">h")
-_codecs: dict[tuple[str, int], tuple] = {}
-
-
-def _codec(name: str, version: int):
-    codec = _codecs.get((name, version))
-    if codec is None:
-        api = _APIS[name]
-        if version not in api.implemented:
-            raise DecodeError(f"unknown {api.name} version {version}")
-        codec = compile_struct(api.request, version, api.is_flexible(version))
-        _codecs[(name, version)] = codec
-    return codec
-
-
-def _encode(name: str, version: int, body: dict) -> bytes:
-    out = Writer()
-    out += _VERSION.pack(version)
-    _codec(name, version)[1](out, body)
-    return bytes(out)
-
-
-def _decode(name: str, buf: bytes) -> dict:
-    (version,) = _VERSION.unpack_from(buf, 0)
-    return _codec(name, version)[0](buf, 2)[0]
+_RECORDS = VersionedRecords(_SCHEMAS)
 
 
 @dataclass
@@ -80,7 +51,7 @@ class TxnLogValue:
 
 
 def txn_key(transactional_id: str) -> bytes:
-    return _encode("key", 0, {"transactional_id": transactional_id})
+    return _RECORDS.encode("key", 0, {"transactional_id": transactional_id})
 
 
 def txn_value(value: TxnLogValue) -> bytes:
@@ -99,17 +70,17 @@ def txn_value(value: TxnLogValue) -> bytes:
         "last_update_timestamp_ms": value.last_update_ms,
         "start_timestamp_ms": value.start_ms,
     }
-    return _encode("value", 0, body)
+    return _RECORDS.encode("value", 0, body)
 
 
 def decode(key: bytes, value: bytes | None) -> tuple[str, TxnLogValue | None] | None:
     """(transactional id, value or None for a tombstone); None for a key we do not know."""
-    if key is None or len(key) < 2 or _VERSION.unpack_from(key, 0)[0] != 0:
+    if key is None or len(key) < 2 or version_of(key) != 0:
         return None
-    transactional_id = _decode("key", key)["transactional_id"]
+    transactional_id = _RECORDS.decode("key", key)["transactional_id"]
     if value is None:
         return transactional_id, None
-    v = _decode("value", value)
+    v = _RECORDS.decode("value", value)
     partitions = [
         (p["topic"], index)
         for p in (v["transaction_partitions"] or [])
