@@ -15,7 +15,13 @@ import asyncio
 import logging
 
 from kbroker.cluster.metadata import Topic
-from kbroker.group.coordinator import GroupConfig, GroupCoordinator, GroupState
+from kbroker.group.coordinator import (
+    GroupConfig,
+    GroupCoordinator,
+    GroupState,
+    _join_error,
+    _sync_result,
+)
 from kbroker.group.records import OffsetAndMetadata, partition_for
 from kbroker.log.errors import LogError
 from kbroker.txn.group_offsets import PendingTxnOffsets, replay
@@ -31,6 +37,7 @@ COORDINATOR_GROUP, COORDINATOR_TRANSACTION = 0, 1
 # AclOperation bits of a group when no authorizer is configured: READ, DELETE, DESCRIBE.
 GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
 NOT_REQUESTED = -(2**31)
+OFFSET_COMMIT_TIMEOUT_MS = 5000  # offsets.commit.timeout.ms
 
 
 class GroupService:
@@ -55,6 +62,12 @@ class GroupService:
         )
         self._timer: asyncio.Task | None = None
         self.txn_offsets = PendingTxnOffsets()  # TxnOffsetCommits of open transactions
+        # Cluster mode: this broker coordinates the groups of the offsets partitions it
+        # leads, loaded when it becomes their leader (partition -> leader epoch), and
+        # unloaded when another broker takes over. A single broker leads them all.
+        self.track_leadership = broker.clustered
+        self.loaded: dict[int, int] = {}
+        broker.partition_listeners.append(self._leadership_changed)
         self._load()
 
     # -- the offsets topic -------------------------------------------------------------
@@ -78,6 +91,79 @@ class GroupService:
 
     def partition_of(self, group_id: str, topic: Topic) -> int:
         return partition_for(group_id, len(topic.partitions))
+
+    def check(self, group_id: str) -> ErrorCode:
+        """Whether this broker coordinates ``group_id``: NOT_COORDINATOR unless it leads
+        (and has loaded) the group's ``__consumer_offsets`` partition."""
+        if not self.track_leadership:
+            return ErrorCode.NONE
+        topic = self.offsets_topic(create=False)
+        if topic is None:
+            return ErrorCode.NOT_COORDINATOR
+        index = self.partition_of(group_id, topic)
+        if index in self.loaded:
+            return ErrorCode.NONE
+        partition = self.broker.replicas.get(OFFSETS_TOPIC, index)
+        if partition is not None and partition.leader is not None:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return ErrorCode.NOT_COORDINATOR
+
+    def _leadership_changed(self, topic: str, index: int, leading: bool, epoch: int) -> None:
+        if topic != OFFSETS_TOPIC or not self.track_leadership:
+            return
+        if leading:
+            if self.loaded.get(index) == epoch:
+                return  # an ISR change while leading
+            if index in self.loaded:
+                self.unload_partition(index)  # led again at a new epoch: read it afresh
+            self.load_partition(index, epoch)
+        elif index in self.loaded:
+            self.unload_partition(index)
+
+    def load_partition(self, index: int, epoch: int = 0) -> None:
+        """Become the coordinator of the groups of offsets partition ``index``."""
+        partition = self.broker.replicas.get(OFFSETS_TOPIC, index)
+        if partition is None:
+            return
+        plog = partition.log
+        name = f"{OFFSETS_TOPIC}-{index}"
+        count = self.coordinator.load(
+            replay(plog.iter_batches(plog.log_start_offset), self.txn_offsets, name)
+        )
+        self.loaded[index] = epoch
+        log.info("coordinating the groups of %s (epoch %d): %d loaded", name, epoch, count)
+
+    def unload_partition(self, index: int) -> None:
+        """Stop coordinating the groups of offsets partition ``index`` (another broker
+        leads it now): they are forgotten here, their members rejoin there."""
+        self.loaded.pop(index, None)
+        topic = self.offsets_topic(create=False)
+        if topic is None:
+            return
+        count = len(topic.partitions)
+
+        def owned(group_id: str) -> bool:
+            return partition_for(group_id, count) == index
+
+        removed = self.coordinator.unload(owned)
+        self.txn_offsets.drop(owned)
+        log.info(
+            "no longer coordinating the groups of %s-%d (%d unloaded)",
+            OFFSETS_TOPIC,
+            index,
+            len(removed),
+        )
+
+    async def replicated(self, group_id: str, timeout_ms: int) -> ErrorCode:
+        """Wait until the group's offsets partition has its writes on the whole ISR
+        (Kafka appends offset commits with acks=all)."""
+        topic = self.offsets_topic(create=False)
+        if topic is None:
+            return ErrorCode.NONE
+        partition = self.broker.replicas.get(OFFSETS_TOPIC, self.partition_of(group_id, topic))
+        if partition is None:
+            return ErrorCode.NONE
+        return await await_replicated(partition, timeout_ms)
 
     def _persist(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
         topic = self.offsets_topic()
@@ -124,6 +210,27 @@ class GroupService:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+async def await_replicated(partition, timeout_ms: int) -> ErrorCode:
+    """Wait for the partition's high watermark to reach its log end (acks=all for the
+    coordinators' own writes); at once where this broker is the whole ISR."""
+    if partition.log.high_watermark >= partition.log.log_end_offset:
+        return ErrorCode.NONE
+    if partition.leader is None:
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    future = asyncio.get_running_loop().create_future()
+
+    def done(error: ErrorCode) -> None:
+        if not future.done():
+            future.set_result(error)
+
+    waiter = partition.await_replication(partition.log.log_end_offset, 1, done)
+    try:
+        return await asyncio.wait_for(future, timeout_ms / 1000)
+    except TimeoutError:
+        partition.forget_waiter(waiter)
+        return ErrorCode.REQUEST_TIMED_OUT
 
 
 def _service(broker) -> GroupService:
@@ -190,8 +297,13 @@ async def find_coordinator(broker, request: Request) -> dict:
 async def join_group(broker, request: Request) -> dict:
     body = request.body
     version = request.api_version
+    code = _service(broker).check(body["group_id"])
+    if code != ErrorCode.NONE:
+        result = _join_error(code, body["member_id"])
+        result["protocol_name"] = "" if version < 7 else None
+        return result
     future, resolve = _waiter()
-    _service(broker).coordinator.join(
+    broker.groups.coordinator.join(
         group_id=body["group_id"],
         member_id=body["member_id"],
         group_instance_id=body["group_instance_id"],
@@ -212,8 +324,11 @@ async def join_group(broker, request: Request) -> dict:
 
 async def sync_group(broker, request: Request) -> dict:
     body = request.body
+    code = _service(broker).check(body["group_id"])
+    if code != ErrorCode.NONE:
+        return _sync_result(code)
     future, resolve = _waiter()
-    _service(broker).coordinator.sync(
+    broker.groups.coordinator.sync(
         group_id=body["group_id"],
         generation=body["generation_id"],
         member_id=body["member_id"],
@@ -228,9 +343,11 @@ async def sync_group(broker, request: Request) -> dict:
 
 async def heartbeat(broker, request: Request) -> dict:
     body = request.body
-    code = _service(broker).coordinator.heartbeat(
-        body["group_id"], body["generation_id"], body["member_id"], body["group_instance_id"]
-    )
+    code = _service(broker).check(body["group_id"])
+    if code == ErrorCode.NONE:
+        code = broker.groups.coordinator.heartbeat(
+            body["group_id"], body["generation_id"], body["member_id"], body["group_instance_id"]
+        )
     return {"error_code": code}
 
 
@@ -240,7 +357,10 @@ async def leave_group(broker, request: Request) -> dict:
         leaving = [(m["member_id"], m["group_instance_id"]) for m in body["members"]]
     else:
         leaving = [(body["member_id"], None)]
-    top, errors = _service(broker).coordinator.leave(body["group_id"], leaving)
+    code = _service(broker).check(body["group_id"])
+    if code != ErrorCode.NONE:
+        return {"error_code": code, "members": []}
+    top, errors = broker.groups.coordinator.leave(body["group_id"], leaving)
     if request.api_version < 3:
         if top == ErrorCode.NONE:
             top = errors[0]
@@ -262,13 +382,17 @@ def _partition_exists(broker, topic: str, partition: int) -> bool:
 
 async def offset_commit(broker, request: Request) -> dict:
     body = request.body
-    coordinator = _service(broker).coordinator
+    service = _service(broker)
+    coordinator = service.coordinator
     errors: dict[tuple[str, int], ErrorCode] = {}
     offsets: dict[tuple[str, int], OffsetAndMetadata] = {}
+    not_here = service.check(body["group_id"])
     for topic in body["topics"]:
         for p in topic["partitions"]:
             tp = (topic["name"], p["partition_index"])
-            if not _partition_exists(broker, *tp):
+            if not_here != ErrorCode.NONE:
+                errors[tp] = not_here
+            elif not _partition_exists(broker, *tp):
                 errors[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 offsets[tp] = OffsetAndMetadata(
@@ -285,6 +409,12 @@ async def offset_commit(broker, request: Request) -> dict:
                 body["retention_time_ms"],
             )
         )
+        if service.track_leadership and any(c == ErrorCode.NONE for c in errors.values()):
+            # answered once the ISR has the commit, so a new coordinator has it too
+            code = await service.replicated(body["group_id"], OFFSET_COMMIT_TIMEOUT_MS)
+            if code != ErrorCode.NONE:
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
+                errors = {tp: c if c != ErrorCode.NONE else code for tp, c in errors.items()}
     return {
         "topics": [
             {
@@ -335,33 +465,57 @@ def _fetch_group(coordinator: GroupCoordinator, group_id: str, topics, pending=N
 
 async def offset_fetch(broker, request: Request) -> dict:
     body = request.body
-    coordinator = _service(broker).coordinator
+    service = _service(broker)
+    coordinator = service.coordinator
     pending = broker.groups.txn_offsets if body["require_stable"] else None
     if request.api_version >= 8:
-        return {
-            "groups": [
-                {
-                    "group_id": group["group_id"],
-                    "topics": _fetch_group(
-                        coordinator, group["group_id"], group["topics"], pending
-                    ),
-                    "error_code": ErrorCode.NONE,
-                }
-                for group in body["groups"]
-            ]
-        }
+        results = []
+        for group in body["groups"]:
+            code = service.check(group["group_id"])
+            topics = []
+            if code == ErrorCode.NONE:
+                topics = _fetch_group(coordinator, group["group_id"], group["topics"], pending)
+            results.append({"group_id": group["group_id"], "topics": topics, "error_code": code})
+        return {"groups": results}
     topics = body["topics"]
     if topics is None and request.api_version < 2:
         topics = []
+    code = service.check(body["group_id"])
+    if code != ErrorCode.NONE:
+        return {"topics": _error_topics(topics or [], code), "error_code": code}
     return {
         "topics": _fetch_group(coordinator, body["group_id"], topics, pending),
         "error_code": 0,
     }
 
 
+def _error_topics(topics, code: ErrorCode) -> list[dict]:
+    """OffsetFetch v0-1 carry a coordinator error on each partition asked for."""
+    return [
+        {
+            "name": t["name"],
+            "partitions": [
+                {
+                    "partition_index": p,
+                    "committed_offset": -1,
+                    "committed_leader_epoch": -1,
+                    "metadata": "",
+                    "error_code": code,
+                }
+                for p in t["partition_indexes"]
+            ],
+        }
+        for t in topics
+    ]
+
+
 async def offset_delete(broker, request: Request) -> dict:
     body = request.body
-    coordinator = _service(broker).coordinator
+    service = _service(broker)
+    code = service.check(body["group_id"])
+    if code != ErrorCode.NONE:
+        return {"error_code": code, "topics": []}
+    coordinator = service.coordinator
     wanted = [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]]
     known = [tp for tp in wanted if _partition_exists(broker, *tp)]
     top, results = coordinator.delete_offsets(body["group_id"], known)
@@ -441,16 +595,24 @@ def describe_group(coordinator: GroupCoordinator, group_id: str, operations: boo
 
 async def describe_groups(broker, request: Request) -> dict:
     body = request.body
-    coordinator = _service(broker).coordinator
-    return {
-        "groups": [
-            describe_group(coordinator, group_id, body["include_authorized_operations"])
-            for group_id in body["groups"]
-        ]
-    }
+    service = _service(broker)
+    results = []
+    for group_id in body["groups"]:
+        operations = body["include_authorized_operations"]
+        result = describe_group(service.coordinator, group_id, operations)
+        code = service.check(group_id)
+        if code != ErrorCode.NONE:
+            result.update(error_code=code, group_state="", members=[])
+        results.append(result)
+    return {"groups": results}
 
 
 async def delete_groups(broker, request: Request) -> dict:
     names = request.body["groups_names"]
-    results = _service(broker).coordinator.delete_groups(names)
+    service = _service(broker)
+    elsewhere = {name: service.check(name) for name in names}
+    results = service.coordinator.delete_groups(
+        [name for name in names if elsewhere[name] == ErrorCode.NONE]
+    )
+    results.update({name: code for name, code in elsewhere.items() if code != ErrorCode.NONE})
     return {"results": [{"group_id": name, "error_code": results[name]} for name in names]}

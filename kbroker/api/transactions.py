@@ -14,11 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kbroker.api.groups import await_replicated
 from kbroker.cluster.metadata import BrokerInfo, Topic
+from kbroker.cluster.peer import PeerConnection, PeerError
 from kbroker.group.coordinator import Group
 from kbroker.group.records import OffsetAndMetadata, partition_for
 from kbroker.log.errors import LogError
-from kbroker.txn.coordinator import TransactionCoordinator, TxnConfig, TxnState
+from kbroker.txn.coordinator import (
+    MARKER_PENDING,
+    TransactionCoordinator,
+    TxnConfig,
+    TxnState,
+)
 from kbroker.txn.group_offsets import PendingTxnOffsets
 from kbroker.txn.records import txn_key
 from kbroker.wire.connection import Request
@@ -31,6 +38,10 @@ log = logging.getLogger("kbroker.transactions")
 TXN_TOPIC = "__transaction_state"
 OFFSETS_TOPIC = "__consumer_offsets"
 TICK_SECONDS = 0.1
+WRITE_TXN_MARKERS = 27
+REPLICATION_TIMEOUT_MS = 5000  # for the coordinator's writes to reach the ISR
+MARKER_RETRY_SECONDS = 0.5  # a marker another broker did not write is sent again after this
+END_TXN_WAIT_SECONDS = 3.0  # EndTxn waits this long for the markers before answering
 
 
 def _append(partition, batch: bytes):
@@ -90,6 +101,17 @@ class TransactionService:
             ),
         )
         self._timer: asyncio.Task | None = None
+        # Cluster mode: the ids of the __transaction_state partitions this broker leads,
+        # loaded when it becomes their leader (partition -> leader epoch).
+        self.track_leadership = broker.clustered
+        self.loaded: dict[int, int] = {}
+        # markers on their way: (transactional id, topic, index) -> the task writing it
+        # (sent to another broker, or waiting for this broker's followers to copy it)
+        self._marker_tasks: dict[tuple[str, str, int], asyncio.Task] = {}
+        self._markers_done: set[tuple[str, str, int]] = set()
+        self._peers: dict[int, tuple[PeerConnection, asyncio.Lock]] = {}
+        self._retries: set[str] = set()  # ids whose markers are tried again shortly
+        broker.partition_listeners.append(self._leadership_changed)
         self._load()
         self.coordinator.recover()
 
@@ -132,6 +154,17 @@ class TransactionService:
 
     def check_coordinator(self, transactional_id: str) -> ErrorCode:
         """NOT_COORDINATOR unless this broker leads the id's state partition."""
+        if self.track_leadership:
+            topic = self.state_topic(create=False)
+            if topic is None:
+                return ErrorCode.NOT_COORDINATOR
+            index = partition_for(transactional_id, len(topic.partitions))
+            if index in self.loaded:
+                return ErrorCode.NONE
+            partition = self.broker.replicas.get(TXN_TOPIC, index)
+            if partition is not None and partition.leader is not None:
+                return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+            return ErrorCode.NOT_COORDINATOR
         try:
             node = self.coordinator_node(transactional_id)
         except KafkaError as exc:
@@ -150,8 +183,61 @@ class TransactionService:
         if topic is not None:
             self.coordinator.load(self._records(topic))
 
-    def _records(self, topic: Topic):
-        for index in range(len(topic.partitions)):
+    # -- leadership of the state partitions ---------------------------------------------
+    def _leadership_changed(self, topic: str, index: int, leading: bool, epoch: int) -> None:
+        if topic != TXN_TOPIC or not self.track_leadership:
+            return
+        if leading:
+            if self.loaded.get(index) == epoch:
+                return  # an ISR change while leading
+            if index in self.loaded:
+                self.unload_partition(index)  # led again at a new epoch: read it afresh
+            self.load_partition(index, epoch)
+        elif index in self.loaded:
+            self.unload_partition(index)
+
+    def _owned_by(self, index: int):
+        count = len(self.state_topic(create=False).partitions)
+        return lambda transactional_id: partition_for(transactional_id, count) == index
+
+    def load_partition(self, index: int, epoch: int = 0) -> None:
+        """Become the coordinator of the ids of state partition ``index``: load them and
+        finish the transactions the previous coordinator left between Prepare and
+        Complete (their markers are written again)."""
+        topic = self.state_topic(create=False)
+        if topic is None or self.broker.replicas.get(TXN_TOPIC, index) is None:
+            return
+        self.coordinator.load(self._records(topic, [index]))
+        self.loaded[index] = epoch
+        log.info("coordinating the transactional ids of %s-%d (epoch %d)", TXN_TOPIC, index, epoch)
+        self.coordinator.recover(self._owned_by(index))
+
+    def unload_partition(self, index: int) -> None:
+        """Stop coordinating the ids of state partition ``index`` (another broker leads it)."""
+        self.loaded.pop(index, None)
+        if self.state_topic(create=False) is None:
+            return
+        owned = self._owned_by(index)
+        removed = self.coordinator.unload(owned)
+        self._markers_done = {key for key in self._markers_done if not owned(key[0])}
+        log.info(
+            "no longer coordinating the ids of %s-%d (%d unloaded)", TXN_TOPIC, index, len(removed)
+        )
+
+    async def state_replicated(self, transactional_id: str) -> ErrorCode:
+        """Wait until the id's state partition has its writes on the whole ISR."""
+        topic = self.state_topic(create=False)
+        if topic is None:
+            return ErrorCode.NONE
+        index = partition_for(transactional_id, len(topic.partitions))
+        partition = self.broker.replicas.get(TXN_TOPIC, index)
+        if partition is None:
+            return ErrorCode.NONE
+        code = await await_replicated(partition, REPLICATION_TIMEOUT_MS)
+        return ErrorCode.NONE if code == ErrorCode.NONE else ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+    def _records(self, topic: Topic, indexes=None):
+        for index in range(len(topic.partitions)) if indexes is None else indexes:
             partition = self.broker.replicas.get(topic.name, index)
             if partition is None:
                 continue
@@ -176,13 +262,179 @@ class TransactionService:
         except KafkaError:
             coord_epoch = 0
         results = {}
+        remote: dict[int, list[tuple[str, int]]] = {}
         for topic, index in partitions:
+            key = (transactional_id, topic, index)
+            if key in self._markers_done:  # written (and replicated) by an earlier attempt
+                self._markers_done.discard(key)
+                results[(topic, index)] = ErrorCode.NONE
+                continue
+            if key in self._marker_tasks:
+                results[(topic, index)] = MARKER_PENDING
+                continue
+            partition = self.broker.replicas.get(topic, index)
+            if self.track_leadership and (partition is None or partition.leader is None):
+                leader = self._leader_of(topic, index)
+                if leader is None:
+                    results[(topic, index)] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+                else:
+                    remote.setdefault(leader, []).append((topic, index))
+                    results[(topic, index)] = MARKER_PENDING
+                continue
             try:
                 write_marker(self.broker, topic, index, producer_id, epoch, commit, coord_epoch)
-                results[(topic, index)] = ErrorCode.NONE
             except KafkaError as exc:
                 results[(topic, index)] = exc.code
+                continue
+            if partition.log.high_watermark >= partition.log.log_end_offset:
+                results[(topic, index)] = ErrorCode.NONE
+            else:  # complete once the followers have the marker too
+                self._marker_tasks[key] = asyncio.get_running_loop().create_task(
+                    self._replicate_marker(key, partition)
+                )
+                results[(topic, index)] = MARKER_PENDING
+        for leader, tps in remote.items():
+            task = asyncio.get_running_loop().create_task(
+                self._send_markers(
+                    transactional_id, leader, producer_id, epoch, commit, coord_epoch, tps
+                )
+            )
+            for topic, index in tps:
+                self._marker_tasks[(transactional_id, topic, index)] = task
+        settled = (ErrorCode.NONE, MARKER_PENDING, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        if self.track_leadership and any(code not in settled for code in results.values()):
+            self._retry_later(transactional_id)  # a leader moving: try again soon
         return results
+
+    def _leader_of(self, topic: str, index: int) -> int | None:
+        found = self.broker.controller.store.topics.get(topic)
+        if found is None or not 0 <= index < len(found.partitions):
+            return None
+        leader = found.partitions[index].leader
+        return leader if leader in self.broker.controller.brokers else None
+
+    def _retry_later(self, transactional_id: str) -> None:
+        if transactional_id not in self._retries:
+            self._retries.add(transactional_id)
+            loop = asyncio.get_running_loop()
+            loop.call_later(MARKER_RETRY_SECONDS, self._resume, transactional_id)
+
+    def _resume(self, transactional_id: str) -> None:
+        self._retries.discard(transactional_id)
+        try:
+            self.coordinator.resume(transactional_id)
+        except Exception:
+            log.exception("completing the transaction of %r failed", transactional_id)
+
+    def _markers_finished(self, transactional_id: str, written, failed: bool) -> None:
+        """Markers of a pending batch are done (``written``): complete the transaction if
+        that was the last, or try the rest again soon."""
+        if not self.coordinator.ending(transactional_id):
+            return
+        self._markers_done.update((transactional_id, *tp) for tp in written)
+        if written:
+            self._resume(transactional_id)
+        if failed:
+            self._retry_later(transactional_id)
+
+    async def _replicate_marker(self, key: tuple[str, str, int], partition) -> None:
+        try:
+            code = await await_replicated(partition, REPLICATION_TIMEOUT_MS)
+        finally:
+            self._marker_tasks.pop(key, None)
+        if code != ErrorCode.NONE:
+            log.warning("marker of %r in %s-%d not replicated: %s", key[0], key[1], key[2], code)
+        written = [key[1:]] if code == ErrorCode.NONE else []
+        self._markers_finished(key[0], written, code != ErrorCode.NONE)
+
+    def _peer(self, broker_id: int) -> tuple[PeerConnection, asyncio.Lock] | None:
+        node = self.broker.controller.brokers.get(broker_id)
+        if node is None:
+            return None
+        peer = self._peers.get(broker_id)
+        if peer is None or (peer[0].host, peer[0].port) != (node.host, node.port):
+            if peer is not None:
+                peer[0].close()
+            client_id = f"kbroker-txn-coordinator-{self.broker.node.node_id}"
+            connection = PeerConnection(self.broker.registry, node.host, node.port, client_id)
+            peer = self._peers[broker_id] = (connection, asyncio.Lock())
+        return peer
+
+    async def _send_markers(
+        self, transactional_id, leader, producer_id, epoch, commit, coord_epoch, tps
+    ) -> None:
+        """WriteTxnMarkers to the leader of partitions this broker does not lead."""
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in tps:
+            by_topic.setdefault(topic, []).append(index)
+        body = {
+            "markers": [
+                {
+                    "producer_id": producer_id,
+                    "producer_epoch": epoch,
+                    "transaction_result": commit,
+                    "topics": [
+                        {"name": name, "partition_indexes": indexes}
+                        for name, indexes in by_topic.items()
+                    ],
+                    "coordinator_epoch": coord_epoch,
+                }
+            ]
+        }
+        written = []
+        try:
+            peer = self._peer(leader)
+            if peer is None:
+                raise PeerError(f"broker {leader} is not in the cluster")
+            connection, lock = peer
+            async with lock:
+                response = await connection.request(
+                    WRITE_TXN_MARKERS, 1, body, REPLICATION_TIMEOUT_MS / 1000 + 5
+                )
+            for marker in response["markers"]:
+                for topic in marker["topics"]:
+                    for result in topic["partitions"]:
+                        tp = (topic["name"], result["partition_index"])
+                        code = result["error_code"]
+                        if code in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+                            written.append(tp)
+                        else:
+                            log.info(
+                                "broker %d did not write the marker of %r to %s-%d: %s",
+                                leader,
+                                transactional_id,
+                                *tp,
+                                ErrorCode(code).name,
+                            )
+        except (PeerError, OSError, TimeoutError) as exc:
+            log.warning(
+                "sending markers of %r to broker %d failed: %s", transactional_id, leader, exc
+            )
+        except Exception:
+            log.exception("sending markers of %r to broker %d failed", transactional_id, leader)
+        finally:
+            for topic, index in tps:
+                self._marker_tasks.pop((transactional_id, topic, index), None)
+        self._markers_finished(transactional_id, written, len(written) < len(tps))
+
+    async def markers_settled(self, transactional_id: str, timeout: float) -> None:
+        """Wait (up to ``timeout``) for the ending transaction's markers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.coordinator.ending(transactional_id):
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            tasks = [t for k, t in self._marker_tasks.items() if k[0] == transactional_id]
+            if tasks:
+                await asyncio.wait(set(tasks), timeout=left)
+            else:
+                await asyncio.sleep(min(0.05, left))
+
+    def close_peers(self) -> None:
+        for connection, _ in self._peers.values():
+            connection.close()
+        self._peers.clear()
 
     # -- transactional offset commits -------------------------------------------------------
     def complete_group_offsets(self, producer_id: int, commit: bool, index: int) -> None:
@@ -287,6 +539,7 @@ class TransactionService:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.close_peers()
 
 
 def _service(broker) -> TransactionService:
@@ -317,6 +570,10 @@ async def init_producer_id(broker, request: Request) -> dict:
         body["producer_id"],
         body["producer_epoch"],
     )
+    if transactional_id and code == ErrorCode.NONE and service.track_leadership:
+        code = await service.state_replicated(transactional_id)
+        if code != ErrorCode.NONE:
+            producer_id = epoch = -1
     return {
         "error_code": _fenced(code, request.api_version, 4),
         "producer_id": producer_id,
@@ -369,6 +626,16 @@ def _topic_results(topics, errors, version: int) -> list[dict]:
     ]
 
 
+async def _replicated(broker, transactional_id: str, errors: dict) -> dict:
+    """Cluster mode: answer once the state change is on the state partition's ISR."""
+    service = broker.transactions
+    if service.track_leadership and ErrorCode.NONE in errors.values():
+        code = await service.state_replicated(transactional_id)
+        if code != ErrorCode.NONE:
+            return {tp: code if c == ErrorCode.NONE else c for tp, c in errors.items()}
+    return errors
+
+
 async def add_partitions_to_txn(broker, request: Request) -> dict:
     body = request.body
     version = request.api_version
@@ -382,6 +649,7 @@ async def add_partitions_to_txn(broker, request: Request) -> dict:
             topics,
             False,
         )
+        errors = await _replicated(broker, body["v3_and_below_transactional_id"], errors)
         return {"results_by_topic_v3_and_below": _topic_results(topics, errors, version)}
     results = []
     for txn in body["transactions"]:
@@ -393,6 +661,7 @@ async def add_partitions_to_txn(broker, request: Request) -> dict:
             txn["topics"],
             txn["verify_only"],
         )
+        errors = await _replicated(broker, txn["transactional_id"], errors)
         results.append(
             {
                 "transactional_id": txn["transactional_id"],
@@ -413,6 +682,8 @@ async def add_offsets_to_txn(broker, request: Request) -> dict:
         code = service.coordinator.add_partitions(
             body["transactional_id"], body["producer_id"], body["producer_epoch"], [tp]
         )
+        if code == ErrorCode.NONE and service.track_leadership:
+            code = await service.state_replicated(body["transactional_id"])
     return {"error_code": _fenced(code, request.api_version, 2)}
 
 
@@ -434,6 +705,10 @@ async def txn_offset_commit(broker, request: Request) -> dict:
                 offsets[tp] = OffsetAndMetadata(
                     p["committed_offset"], p["committed_leader_epoch"], p["committed_metadata"]
                 )
+    not_here = broker.groups.check(body["group_id"])
+    if not_here != ErrorCode.NONE:
+        errors.update({tp: not_here for tp in offsets})
+        offsets = {}
     if offsets:
         code = service.commit_offsets(
             body["group_id"],
@@ -444,6 +719,10 @@ async def txn_offset_commit(broker, request: Request) -> dict:
             body["group_instance_id"],
             offsets,
         )
+        if code == ErrorCode.NONE and broker.groups.track_leadership:
+            stored = await broker.groups.replicated(body["group_id"], REPLICATION_TIMEOUT_MS)
+            if stored != ErrorCode.NONE:
+                code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         errors.update({tp: code for tp in offsets})
     return {
         "topics": [
@@ -471,11 +750,17 @@ async def end_txn(broker, request: Request) -> dict:
         code = service.coordinator.end_transaction(
             body["transactional_id"], body["producer_id"], body["producer_epoch"], body["committed"]
         )
+        if code == ErrorCode.NONE and service.track_leadership:
+            # markers on other brokers: answer once written, as a single broker does
+            # (or after a while, as Kafka always does: clients retry meanwhile)
+            await service.markers_settled(body["transactional_id"], END_TXN_WAIT_SECONDS)
+            code = await service.state_replicated(body["transactional_id"])
     return {"error_code": _fenced(code, request.api_version, 2)}
 
 
 async def write_txn_markers(broker, request: Request) -> dict:
     results = []
+    written = {}  # partitions written to: answered once their ISR has the markers
     for marker in request.body["markers"]:
         topics = []
         for topic in marker["topics"]:
@@ -492,11 +777,24 @@ async def write_txn_markers(broker, request: Request) -> dict:
                         marker["coordinator_epoch"],
                     )
                     code = ErrorCode.NONE
+                    partition = broker.replicas.get(topic["name"], index)
+                    written[(topic["name"], index)] = partition
                 except KafkaError as exc:
                     code = exc.code
                 partitions.append({"partition_index": index, "error_code": code})
             topics.append({"name": topic["name"], "partitions": partitions})
         results.append({"producer_id": marker["producer_id"], "topics": topics})
+    if written:
+        codes = await asyncio.gather(
+            *(await_replicated(p, REPLICATION_TIMEOUT_MS) for p in written.values())
+        )
+        failed = {tp: c for tp, c in zip(written, codes, strict=True) if c != ErrorCode.NONE}
+        for marker in results:
+            for topic in marker["topics"]:
+                for result in topic["partitions"]:
+                    code = failed.get((topic["name"], result["partition_index"]))
+                    if code is not None and result["error_code"] == ErrorCode.NONE:
+                        result["error_code"] = code
     return {"markers": results}
 
 

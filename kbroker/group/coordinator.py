@@ -1006,9 +1006,32 @@ class GroupCoordinator:
         return results
 
     # -- loading --------------------------------------------------------------------
-    def load(self, entries: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-        """Rebuild groups and offsets from ``__consumer_offsets`` records, oldest first."""
+    def unload(self, owned: Callable[[str], bool]) -> list[str]:
+        """Forget the groups ``owned`` selects (their offsets partition moved to another
+        coordinator, as Kafka's removeGroupsForPartition): waiting JoinGroup and SyncGroup
+        requests are answered NOT_COORDINATOR, so members find the new coordinator."""
+        removed = []
+        for group_id in [g for g in self.groups if owned(g)]:
+            group = self.groups.pop(group_id)
+            group.state = GroupState.DEAD
+            for member in group.members.values():
+                if member.join_callback is not None:
+                    callback, member.join_callback = member.join_callback, None
+                    callback(_join_error(ErrorCode.NOT_COORDINATOR, member.member_id))
+                if member.sync_callback is not None:
+                    callback, member.sync_callback = member.sync_callback, None
+                    callback(_sync_result(ErrorCode.NOT_COORDINATOR))
+            removed.append(group_id)
+        if removed:
+            log.info("unloaded %d groups", len(removed))
+        return removed
+
+    def load(self, entries: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        """Rebuild groups and offsets from ``__consumer_offsets`` records, oldest first
+        (all of the topic at start-up, or one partition when this broker starts leading
+        it); the number of groups loaded."""
         now = self.clock()
+        loaded = 0
         metadata: dict[str, rec.GroupRecord | None] = {}
         offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
         for key, value in entries:
@@ -1061,7 +1084,9 @@ class GroupCoordinator:
             else:
                 group.leader_id = None
             self.groups[group_id] = group
-        log.info("loaded %d groups from __consumer_offsets", len(self.groups))
+            loaded += 1
+        log.info("loaded %d groups from __consumer_offsets", loaded)
+        return loaded
 
 
 def _commit_error(code: ErrorCode) -> ErrorCode:

@@ -78,6 +78,8 @@ class Broker:
         self.controller.on_partitions_added.append(self.replicas.open_topic)
         for topic in self.controller.store.topics.values():
             self.replicas.open_topic(topic)
+        # (topic, index, leading, leader epoch): after each leadership change (cluster mode)
+        self.partition_listeners: list = []
         # consumer groups and committed offsets, loaded back from __consumer_offsets
         self.groups = GroupService(self)
         # transactional ids and their state, loaded back from __transaction_state
@@ -110,13 +112,19 @@ class Broker:
         if state.leader == self.node.node_id:
             self.fetchers.unfollow((topic.name, index))
             partition.make_leader(version)
-            return
-        partition.make_follower()
-        leader = self.controller.brokers.get(state.leader)
-        if leader is None:
-            self.fetchers.unfollow((topic.name, index))
         else:
-            self.fetchers.follow(partition, leader)
+            partition.make_follower()
+            leader = self.controller.brokers.get(state.leader)
+            if leader is None:
+                self.fetchers.unfollow((topic.name, index))
+            else:
+                self.fetchers.follow(partition, leader)
+        # the coordinators load or unload the groups/transactions of internal partitions
+        for listener in self.partition_listeners:
+            try:
+                listener(topic.name, index, partition.leader is not None, state.leader_epoch)
+            except Exception:
+                log.exception("leadership listener failed for %s-%d", topic.name, index)
 
     async def _maintain_isrs(self) -> None:
         """Leaders propose ISR changes: lagging followers out, caught-up ones back in."""

@@ -34,6 +34,9 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 log = logging.getLogger("kbroker.txn")
 
 NO_PRODUCER_ID = -1
+# write_markers' answer for a marker still on its way (another broker's partition, or
+# replicas yet to copy it): the transaction completes on resume() once it is written
+MARKER_PENDING = ErrorCode.REQUEST_TIMED_OUT
 NO_EPOCH = -1
 MAX_EPOCH = 32767  # Short.MaxValue: an epoch that would reach it takes a new producer id
 
@@ -99,6 +102,8 @@ class TxnMetadata:
     last_update_ms: int = -1
     last_producer_epoch: int = NO_EPOCH
     previous_producer_id: int = NO_PRODUCER_ID
+    # partitions of the ending transaction whose marker is written (and replicated)
+    markers_written: set[TopicPartition] = field(default_factory=set)
 
     def record(self, **changes) -> TxnLogValue:
         """The log value of this metadata with ``changes`` (state=, epoch=, ...) applied."""
@@ -341,20 +346,26 @@ class TransactionCoordinator:
             code = self._store(meta, state=prepare)
             if code != ErrorCode.NONE:
                 return code
-        partitions = sorted(meta.partitions)
-        failed = {
-            tp: code
-            for tp, code in self.write_markers(
-                meta.transactional_id, meta.producer_id, meta.producer_epoch, commit, partitions
-            ).items()
-            if code not in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-        }
+            meta.markers_written = set()
+        partitions = sorted(meta.partitions - meta.markers_written)
+        failed = {}
+        results = self.write_markers(
+            meta.transactional_id, meta.producer_id, meta.producer_epoch, commit, partitions
+        )
+        for tp, code in results.items():
+            if code in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+                meta.markers_written.add(tp)
+            elif code != MARKER_PENDING:
+                failed[tp] = code
         if failed:
             # Kafka retries until the markers are written; we retry on the next poll
             log.warning("writing markers of %r failed: %s", meta.transactional_id, failed)
-            return ErrorCode.NONE
+        if not meta.markers_written >= meta.partitions:
+            return ErrorCode.NONE  # completed by resume() once the markers are written
         done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        partitions = meta.partitions
         code = self._store(meta, state=done, partitions=set())
+        meta.markers_written = set()
         log.info(
             "transaction of %r (producer %d epoch %d) %s over %d partitions",
             meta.transactional_id,
@@ -454,6 +465,7 @@ class TransactionCoordinator:
     # -- loading --------------------------------------------------------------------------
     def load(self, entries: Iterable[tuple[bytes | None, bytes | None]]) -> None:
         """Rebuild from ``__transaction_state`` records, oldest first (the last one wins)."""
+        before = len(self.txns)
         for key, value in entries:
             try:
                 decoded = decode(key, value)
@@ -487,11 +499,34 @@ class TransactionCoordinator:
                 else:
                     meta.previous_producer_id = old.producer_id
             self.txns[transactional_id] = meta
-        log.info("loaded %d transactional ids from __transaction_state", len(self.txns))
+        log.info("loaded %d transactional ids from __transaction_state", len(self.txns) - before)
 
-    def recover(self) -> None:
-        """Finish what a stop interrupted: the markers of Prepare* transactions."""
+    def resume(self, transactional_id: str) -> None:
+        """Carry on ending a transaction whose markers were pending (written elsewhere, or
+        waiting for their replicas): complete it once all are written."""
+        meta = self.txns.get(transactional_id)
+        if meta is not None and meta.state in _PREPARING:
+            self._complete(meta, meta.state == TxnState.PREPARE_COMMIT)
+
+    def ending(self, transactional_id: str) -> bool:
+        """Whether the id's transaction is between Prepare and Complete."""
+        meta = self.txns.get(transactional_id)
+        return meta is not None and meta.state in _PREPARING
+
+    def unload(self, owned: Callable[[str], bool]) -> list[str]:
+        """Forget the ids ``owned`` selects (their state partition moved to another
+        coordinator, which loads them from the replicated log)."""
+        removed = [txn_id for txn_id in self.txns if owned(txn_id)]
+        for txn_id in removed:
+            del self.txns[txn_id]
+        return removed
+
+    def recover(self, owned: Callable[[str], bool] | None = None) -> None:
+        """Finish what a stop interrupted: the markers of Prepare* transactions (of the
+        ids ``owned`` selects: those just loaded)."""
         for meta in list(self.txns.values()):
+            if owned is not None and not owned(meta.transactional_id):
+                continue
             if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
                 self._complete(meta, meta.state == TxnState.PREPARE_COMMIT)
             elif meta.state == TxnState.PREPARE_EPOCH_FENCE:

@@ -34,6 +34,15 @@ class PendingTxnOffsets:
         """Whether an open transaction commits an offset of ``tp`` (UNSTABLE_OFFSET_COMMIT)."""
         return any(tp in groups.get(group_id, ()) for groups in self.pending.values())
 
+    def drop(self, owned) -> None:
+        """Forget the pending offsets of the groups ``owned`` selects (unloaded groups)."""
+        for producer_id in list(self.pending):
+            groups = self.pending[producer_id]
+            for group_id in [g for g in groups if owned(g)]:
+                del groups[group_id]
+            if not groups:
+                del self.pending[producer_id]
+
     def complete(
         self, producer_id: int, commit: bool, in_partition=lambda group_id: True
     ) -> dict[str, dict[TopicPartition, object]]:

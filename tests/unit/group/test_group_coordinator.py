@@ -592,3 +592,29 @@ def test_list_and_describe():
     ]
     assert [g.group_id for g in h.gc.list_groups(["empty"])] == ["solo"]
     assert h.gc.describe("missing") is None
+
+
+# -- coordination moving to another broker --------------------------------------------------
+def test_unload_answers_waiting_members_not_coordinator_and_load_restores_the_group():
+    h = Harness()
+    leader, follower = stable_group(h, 2)
+    generation = h.gc.groups["g"].generation
+    assert (
+        h.gc.commit_offsets("g", generation, leader, None, {("t", 0): OffsetAndMetadata(42)})[
+            ("t", 0)
+        ]
+        == E.NONE
+    )
+    h.gc.commit_offsets("other", -1, "", None, {("t", 0): OffsetAndMetadata(7)})
+    newcomer = h.join()[0]["member_id"]
+    waiting = h.join(member_id=newcomer)  # a rebalance: it waits for the others to rejoin
+    assert waiting == []
+    assert h.gc.unload(lambda group_id: group_id == "g") == ["g"]
+    assert waiting[0]["error_code"] == E.NOT_COORDINATOR
+    assert "g" not in h.gc.groups and "other" in h.gc.groups
+    # the new coordinator reads the group and its offsets from the replicated records
+    taken_over = GroupCoordinator(GroupConfig(), h.clock)
+    assert taken_over.load((k, v) for g, k, v in h.written if g == "g") == 1
+    assert taken_over.fetch_offsets("g", [("t", 0)])[("t", 0)].offset == 42
+    assert set(taken_over.groups["g"].members) == {leader, follower}
+    assert taken_over.heartbeat("g", generation, leader, None) == E.NONE

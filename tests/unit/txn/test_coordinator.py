@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kbroker.txn.coordinator import TransactionCoordinator, TxnConfig, TxnState
+from kbroker.txn.coordinator import MARKER_PENDING, TransactionCoordinator, TxnConfig, TxnState
 from kbroker.txn.records import txn_key
 from kbroker.wire.errors import ErrorCode, KafkaError
 
@@ -203,3 +203,39 @@ def test_verify_and_list():
     h.now += 50
     assert [m.transactional_id for m in c.list(min_duration_ms=10)[0]] == ["t"]
     assert c.list(min_duration_ms=100)[0] == []
+
+
+def test_pending_markers_complete_on_resume_and_are_not_written_twice():
+    h = Harness()
+    c = h.coordinator
+    _, pid, epoch = c.init_producer_id("t", 60_000)
+    c.add_partitions("t", pid, epoch, [("a", 0), ("b", 0)])
+    calls = []
+
+    def markers(txn_id, pid, epoch, commit, partitions):
+        calls.append(list(partitions))
+        # ("b", 0) is led by another broker: its marker is on its way
+        return {tp: MARKER_PENDING if tp == ("b", 0) else ErrorCode.NONE for tp in partitions}
+
+    c.write_markers = markers
+    assert c.end_transaction("t", pid, epoch, True) == ErrorCode.NONE
+    assert c.ending("t") and c.describe("t").state == TxnState.PREPARE_COMMIT
+    c.write_markers = lambda txn_id, pid, epoch, commit, partitions: (
+        calls.append(list(partitions)) or {tp: ErrorCode.NONE for tp in partitions}
+    )
+    c.resume("t")  # the other broker wrote it
+    assert calls == [[("a", 0), ("b", 0)], [("b", 0)]]
+    assert c.describe("t").state == TxnState.COMPLETE_COMMIT and not c.ending("t")
+
+
+def test_unload_forgets_the_ids_of_a_partition_and_load_brings_them_back():
+    h = Harness()
+    c = h.coordinator
+    for name in ("t1", "t2"):
+        c.init_producer_id(name, 60_000)
+    _, pid, epoch = c.init_producer_id("t1", 60_000)
+    assert c.unload(lambda txn_id: txn_id == "t1") == ["t1"]
+    assert c.describe("t1") is None and c.describe("t2") is not None
+    c.load([(k, v) for k, v in h.log if k == txn_key("t1")])
+    meta = c.describe("t1")
+    assert (meta.producer_id, meta.producer_epoch) == (pid, epoch)
