@@ -135,7 +135,19 @@ def test_kafka_python_admin_list_describe_delete(group_broker, members):
             ("kp-live", "Stable"),
         ]
         assert [g["group_id"] for g in admin.list_groups(states_filter=["Empty"])] == ["kp-idle"]
-        description = admin.describe_groups(["kp-live"])["kp-live"]
+        # kafka-python may rejoin once after its first metadata refresh: describe the group
+        # once that settled (Stable, partitions assigned), as a user would look at it
+        settled = {}
+
+        def stable() -> bool:
+            settled.update(admin.describe_groups(["kp-live"])["kp-live"])
+            members_ = settled["members"]
+            return settled["group_state"] == "Stable" and bool(
+                members_ and members_[0]["member_assignment"]["assigned_partitions"]
+            )
+
+        wait_until(stable, 30, "kp-live to settle")
+        description = settled
         assert description["group_state"] == "Stable"
         assert description["protocol_type"] == "consumer"
         assert description["protocol_data"] == "range"
