@@ -78,6 +78,7 @@ class ReplicaFetcher:
             registry, leader.host, leader.port, f"kbroker-replica-fetcher-{local_id}"
         )
         self._task: asyncio.Task | None = None
+        self._stopped = False
 
     def add(self, partition: Partition) -> None:
         """Follow ``partition`` (again): check its epochs first, then fetch."""
@@ -95,17 +96,19 @@ class ReplicaFetcher:
         self._paused.discard(key)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        # the flag as well as the cancel: on Python < 3.12 asyncio.wait_for can swallow a
+        # cancellation that arrives as its awaitable completes (CPython gh-86296), and a
+        # fetcher that missed it would keep the broker from ever finishing its shutdown
+        self._stopped = True
+        self._changed.set()
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
         self._peer.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopped:
             active = [k for k in self.partitions if k not in self._paused]
             if not active:
                 self._changed.clear()
@@ -115,7 +118,7 @@ class ReplicaFetcher:
                 for key in [k for k in active if k in self._unchecked]:
                     await self._truncate_to_leader(key)
                 made_progress = await self._fetch_once()
-            except PeerError as exc:
+            except (PeerError, OSError) as exc:  # the leader is down or going
                 log.warning("fetching from broker %d failed: %s", self.leader.node_id, exc)
                 made_progress = False
             except Exception:
@@ -136,6 +139,7 @@ class ReplicaFetcher:
         if epoch < 0 or plog.log_end_offset == 0:
             self._unchecked.discard(key)
             return
+        asked_epoch = partition.leader_epoch
         response = await self._call(
             OFFSET_FOR_LEADER_EPOCH,
             {
@@ -146,7 +150,7 @@ class ReplicaFetcher:
                         "partitions": [
                             {
                                 "partition": key[1],
-                                "current_leader_epoch": partition.leader_epoch,
+                                "current_leader_epoch": asked_epoch,
                                 "leader_epoch": epoch,
                             }
                         ],
@@ -157,6 +161,8 @@ class ReplicaFetcher:
         answer = response["topics"][0]["partitions"][0]
         if key not in self.partitions or self.partitions[key] is not partition:
             return
+        if partition.leader_epoch != asked_epoch:
+            return  # the leadership changed while we asked: ask again under the new epoch
         if answer["error_code"] != ErrorCode.NONE:
             self._pause(key, answer["error_code"])
             return
@@ -197,11 +203,12 @@ class ReplicaFetcher:
         if not requested:
             return False
         topics: dict[str, list[dict]] = {}
+        epochs = {key: partition.leader_epoch for key, partition in requested.items()}
         for (topic, index), partition in requested.items():
             topics.setdefault(topic, []).append(
                 {
                     "partition": index,
-                    "current_leader_epoch": partition.leader_epoch,
+                    "current_leader_epoch": epochs[(topic, index)],
                     "fetch_offset": partition.log.log_end_offset,
                     "last_fetched_epoch": partition.log.latest_epoch,
                     "log_start_offset": partition.log.log_start_offset,
@@ -225,8 +232,11 @@ class ReplicaFetcher:
             for result in topic_response["partitions"]:
                 key = (topic_response["topic"], result["partition_index"])
                 partition = self.partitions.get(key)
-                if partition is not requested.get(key):
-                    continue  # removed or replaced while the fetch was out
+                if partition is not requested.get(key) or partition.leader_epoch != epochs[key]:
+                    # removed, replaced or under new leadership while the fetch was out: a
+                    # refusal of the old epoch must not pause the new one (the partition is
+                    # checked against the leader's epochs again before fetching on)
+                    continue
                 if result["error_code"] == ErrorCode.NONE:
                     self._append(partition, result)
                 elif result["error_code"] == ErrorCode.OFFSET_OUT_OF_RANGE:
@@ -307,6 +317,7 @@ class FetcherManager:
             fetcher.remove(key)
 
     async def stop(self) -> None:
-        for fetcher in self.fetchers.values():
-            await fetcher.stop()
+        fetchers = list(self.fetchers.values())
         self.fetchers.clear()
+        for fetcher in fetchers:
+            await fetcher.stop()

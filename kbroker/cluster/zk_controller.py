@@ -282,7 +282,14 @@ class ZkController(EmbeddedController):
         """Leaders for partitions whose leader is gone; dead followers leave ISRs."""
         live = set(self.brokers)
         views = self._views(self._claim.epoch)
-        gone = dead | {v.state.leader for v in views.values() if v.state.leader not in live}
+        # a new controller did not see the losses before it took over: every leader or ISR
+        # member that is not registered now is gone (as Kafka's controller failover does)
+        gone = dead | {
+            replica
+            for view in views.values()
+            for replica in (view.state.leader, *view.state.isr)
+            if replica not in live
+        }
         gone.discard(election.NO_LEADER)
         changes = election.on_brokers_failed(views, gone, live, self.unclean_election)
         for key, new in election.on_brokers_started(views, live, self.unclean_election).items():
