@@ -157,6 +157,11 @@ class LeaderReplicaState:
             self.leader_epoch_start_offset = self.leader_log_end_offset
             for follower in self.followers.values():
                 follower.last_caught_up_time_ms = now_ms if follower.replica_id in isr else 0
+                if follower.replica_id not in isr:
+                    # out of the ISR (a dead broker, say): it rejoins only on a fetch in this
+                    # epoch, never on what it had before (with an idle log, its old LEO would
+                    # look caught up and a dead broker would be put back in the ISR)
+                    follower.log_end_offset = UNKNOWN_OFFSET
         return self._maybe_advance_high_watermark()
 
     def resign(self, error: ErrorCode = ErrorCode.NOT_LEADER_OR_FOLLOWER) -> list[AckWaiter]:

@@ -199,6 +199,19 @@ def test_update_leadership_new_epoch_resets_caught_up_time():
     assert state.isr == frozenset({1, 2}) and state.isr_version == 11
 
 
+def test_follower_dropped_by_the_controller_rejoins_only_by_fetching():
+    # an idle partition: every follower's LEO equals the leader's; broker 3 dies and the
+    # controller's new epoch leaves it out of the ISR
+    state = leader(leo=0, hw=0)
+    state.follower_fetched(2, 0, 0, T0)
+    state.follower_fetched(3, 0, 0, T0)
+    state.update_leadership(6, (1, 2, 3), (1, 2), 9, T0 + 1)
+    assert state.is_follower_in_sync(3) is False
+    assert state.maybe_expand_isr() is None  # its old LEO 0 does not bring it back
+    state.follower_fetched(3, 0, 0, T0 + 2)  # it returns and fetches in epoch 6
+    assert state.maybe_expand_isr() == frozenset({1, 2, 3})
+
+
 def test_update_leadership_shrinks_assignment_and_advances_hw():
     state = leader(leo=10, hw=10)
     state.follower_fetched(2, 10, 10, T0)
