@@ -93,6 +93,9 @@ BROKER_SETTINGS = _settings(
     ("replica.fetch.backoff.ms", "int", "1000"),
     ("unclean.leader.election.enable", "boolean", "false"),
     ("controlled.shutdown.enable", "boolean", "true"),
+    ("auto.leader.rebalance.enable", "boolean", "true"),
+    ("leader.imbalance.check.interval.seconds", "long", "300"),
+    ("leader.imbalance.per.broker.percentage", "int", "10"),
 )
 
 # Topic-level keys: (type, broker key whose value is the default).

@@ -278,6 +278,17 @@ class ZkController(EmbeddedController):
             for index, state in enumerate(topic.partitions)
         }
 
+    def restore_preferred_leaders(self, imbalance_percentage: int) -> None:
+        """As controller: give leadership back to preferred replicas that are in sync."""
+        if self._claim is None:
+            return
+        changes = election.preferred_leader_rebalance(
+            self._views(self._claim.epoch), set(self.brokers), imbalance_percentage
+        )
+        if changes:
+            log.info("moving %d partitions back to their preferred leaders", len(changes))
+            self._write_states(changes)
+
     def _elect(self, dead: set[int]) -> None:
         """Leaders for partitions whose leader is gone; dead followers leave ISRs."""
         live = set(self.brokers)

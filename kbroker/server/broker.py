@@ -127,10 +127,21 @@ class Broker:
                 log.exception("leadership listener failed for %s-%d", topic.name, index)
 
     async def _maintain_isrs(self) -> None:
-        """Leaders propose ISR changes: lagging followers out, caught-up ones back in."""
+        """Leaders propose ISR changes: lagging followers out, caught-up ones back in. The
+        controller also moves leadership back to preferred replicas now and then
+        (``auto.leader.rebalance.enable``)."""
         lag = self.config.get_int("replica.lag.time.max.ms")
+        rebalance_every = self.config.get_int("leader.imbalance.check.interval.seconds")
+        loop = asyncio.get_running_loop()
+        next_rebalance = loop.time() + rebalance_every
         while True:
             await asyncio.sleep(ISR_CHECK_SECONDS)
+            if loop.time() >= next_rebalance:
+                next_rebalance = loop.time() + rebalance_every
+                if self.config.get_bool("auto.leader.rebalance.enable"):
+                    self.controller.restore_preferred_leaders(
+                        self.config.get_int("leader.imbalance.per.broker.percentage")
+                    )
             for partition in list(self.replicas.partitions.values()):
                 try:
                     partition.maintain_isr(lag, self.controller.record_isr)
