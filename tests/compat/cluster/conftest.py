@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cluster_helpers import Cluster
 from compat_broker import _finish
+from compat_cluster import Cluster
 
 
 @pytest.fixture

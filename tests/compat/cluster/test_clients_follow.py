@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from cluster_helpers import topic_name, wait_for
+from compat_cluster import topic_name, wait_for
 from numbered import check_stream
 
 PARTITIONS = 3

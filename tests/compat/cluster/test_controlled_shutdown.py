@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from cluster_helpers import SESSION_TIMEOUT_MS, assert_replicas_identical, topic_name, wait_for
+from compat_cluster import SESSION_TIMEOUT_MS, assert_replicas_identical, topic_name, wait_for
 from numbered import NumberedProducer, check_stream, read_partitions
 
 PARTITIONS = 3

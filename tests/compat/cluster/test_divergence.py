@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from cluster_helpers import (
+from compat_cluster import (
     SESSION_TIMEOUT_MS,
     assert_replicas_identical,
     batch_offsets,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from cluster_helpers import assert_replicas_identical, topic_name, wait_for
+from compat_cluster import assert_replicas_identical, topic_name, wait_for
 from numbered import NumberedProducer, check_stream, read_partitions
 
 ROUNDS = 5

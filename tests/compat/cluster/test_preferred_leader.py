@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster_helpers import topic_name, wait_for
+from compat_cluster import topic_name, wait_for
 
 
 def test_returning_preferred_replica_leads_again(cluster_factory):

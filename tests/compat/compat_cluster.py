@@ -51,7 +51,7 @@ class Cluster:
     """Three brokers (ids 0, 1, 2) in one ZooKeeper chroot."""
 
     def __init__(self, zookeeper, workdir: Path, size: int = 3, settings: dict | None = None):
-        self.connect = zookeeper.connect_string(f"/cluster-{uuid.uuid4().hex[:8]}")
+        self.connect = zookeeper.connect_string(f"/{type(self).__name__}-{uuid.uuid4().hex[:8]}")
         self.brokers: list[Broker] = []
         for broker_id in range(size):
             config = dict(CLUSTER_SETTINGS, **(settings or {}))
