@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kbroker.api.ticker import Ticker
 from kbroker.cluster.metadata import Topic
 from kbroker.group.coordinator import (
     GroupConfig,
@@ -60,7 +61,7 @@ class GroupService:
             ),
             persist=self._persist,
         )
-        self._timer: asyncio.Task | None = None
+        self._ticker = Ticker(lambda: self.coordinator.poll(), TICK_SECONDS, "group coordinator")
         self.txn_offsets = PendingTxnOffsets()  # TxnOffsetCommits of open transactions
         # Cluster mode: this broker coordinates the groups of the offsets partitions it
         # leads, loaded when it becomes their leader (partition -> leader epoch), and
@@ -194,22 +195,10 @@ class GroupService:
 
     # -- the timer -----------------------------------------------------------------------
     def start_timer(self) -> None:
-        """Start the expiry timer on the running loop (once: at start-up, or the first request)."""
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(self._run_timer())
-
-    async def _run_timer(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            try:
-                self.coordinator.poll()
-            except Exception:
-                log.exception("group coordinator timer failed")
+        self._ticker.start()
 
     def stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._ticker.stop()
 
 
 async def await_replicated(partition, timeout_ms: int) -> ErrorCode:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from kbroker.api.groups import await_replicated
+from kbroker.api.ticker import Ticker
 from kbroker.cluster.metadata import BrokerInfo, Topic
 from kbroker.cluster.peer import PeerConnection, PeerError
 from kbroker.group.coordinator import Group
@@ -100,7 +101,9 @@ class TransactionService:
                 ),
             ),
         )
-        self._timer: asyncio.Task | None = None
+        self._ticker = Ticker(
+            lambda: self.coordinator.poll(), TICK_SECONDS, "transaction coordinator"
+        )
         # Cluster mode: the ids of the __transaction_state partitions this broker leads,
         # loaded when it becomes their leader (partition -> leader epoch).
         self.track_leadership = broker.clustered
@@ -524,21 +527,10 @@ class TransactionService:
 
     # -- the timer --------------------------------------------------------------------------
     def start_timer(self) -> None:
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(self._run_timer())
-
-    async def _run_timer(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            try:
-                self.coordinator.poll()
-            except Exception:
-                log.exception("transaction coordinator timer failed")
+        self._ticker.start()
 
     def stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._ticker.stop()
         self.close_peers()
 
 
