@@ -106,6 +106,13 @@ class EmbeddedController:
                 raise
             return self.load_topic(name)
 
+    def elect_leader(self, topic: Topic, index: int, unclean: bool) -> None:
+        """ElectLeaders for one partition; on a single broker there is nothing to elect."""
+        raise KafkaError(
+            ErrorCode.ELECTION_NOT_NEEDED,
+            "Leader election not needed for topic partition.",
+        )
+
     def load_topic(self, name: str) -> Topic:
         return self.store.topics[name]
 

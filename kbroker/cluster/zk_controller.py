@@ -278,6 +278,42 @@ class ZkController(EmbeddedController):
             for index, state in enumerate(topic.partitions)
         }
 
+    def elect_leader(self, topic: Topic, index: int, unclean: bool) -> None:
+        """ElectLeaders: the preferred replica if it is in sync (or, unclean, any live
+        replica for a leaderless partition), written if the state has not moved on."""
+        state = topic.partitions[index]
+        live = set(self.brokers)
+        current = LeaderAndIsr(state.leader, state.leader_epoch, tuple(state.isr))
+        if unclean:
+            if state.leader in live:
+                raise KafkaError(ErrorCode.ELECTION_NOT_NEEDED, "Leader is live.")
+            new = election.elect_offline_leader(state.replicas, current, live, unclean=True)
+            missing = ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+        else:
+            if state.leader == state.replicas[0]:
+                raise KafkaError(
+                    ErrorCode.ELECTION_NOT_NEEDED,
+                    "Leader election not needed for topic partition.",
+                )
+            new = election.elect_preferred_leader(state.replicas, current, live)
+            missing = ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+        if new is None:
+            raise KafkaError(missing, f"No eligible leader for {topic.name}-{index}.")
+        key = (topic.name, index)
+        version = self.zk.update_partition_state(
+            topic.name, index, new, self.state_versions.get(key, -1)
+        )
+        if version < 0:
+            raise KafkaError(
+                ErrorCode.NOT_CONTROLLER, "The partition state changed meanwhile; retry."
+            )
+        self.state_versions[key] = version
+        topic.partitions[index] = PartitionState(
+            new.leader, new.leader_epoch, state.replicas, list(new.isr)
+        )
+        for listener in self.on_leadership:
+            listener(topic, index, version)
+
     def restore_preferred_leaders(self, imbalance_percentage: int) -> None:
         """As controller: give leadership back to preferred replicas that are in sync."""
         if self._claim is None:

@@ -56,6 +56,7 @@ ADVERTISED = {
     "DescribeLogDirs": (35, (1, 4), 2),
     "CreatePartitions": (37, (0, 3), 2),
     "DeleteGroups": (42, (0, 2), 2),
+    "ElectLeaders": (43, (0, 2), 2),
     "IncrementalAlterConfigs": (44, (0, 1), 1),
     "OffsetDelete": (47, (0, 0), Versions.parse("none").low),
     "DescribeCluster": (60, (0, 1), 0),
