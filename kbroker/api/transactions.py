@@ -71,7 +71,12 @@ def write_marker(
     )
     appended = _append(partition, batch)
     partition.producers.record_marker(
-        producer_id, epoch, commit, appended.base_offset, partition.log.log_end_offset
+        producer_id,
+        epoch,
+        commit,
+        appended.base_offset,
+        partition.log.log_end_offset,
+        coord_epoch,
     )
     if topic == OFFSETS_TOPIC:
         broker.transactions.complete_group_offsets(producer_id, commit, index)

@@ -9,6 +9,7 @@ every partition, so there the high watermark follows the log end at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,8 +18,11 @@ from kbroker.cluster.replica_state import AckWaiter, LeaderReplicaState
 from kbroker.log.config import LogConfig
 from kbroker.log.manager import LogManager
 from kbroker.log.partition_log import PartitionLog
+from kbroker.txn import snapshot
 from kbroker.txn.producer_state import ProducerStateTable
 from kbroker.wire.errors import ErrorCode, KafkaError
+
+logger = logging.getLogger(__name__)
 
 NO_EPOCH = -1
 Clock = Callable[[], int]
@@ -44,6 +48,13 @@ class Partition:
         self.producers = ProducerStateTable()
         self.watchers: set[Callable[[], None]] = set()
         self.producers.load(log)  # idempotence and open/aborted transactions, from the log
+        log.on_snapshot = self._write_snapshot  # producer-state snapshots at rolls and close
+
+    def _write_snapshot(self, offset: int) -> None:
+        try:
+            snapshot.write(self.log.directory, offset, self.producers, self.log.log_start_offset)
+        except OSError as exc:  # the log still works; start-up would scan more of it
+            logger.warning("cannot write a producer snapshot of %s: %s", self.log.directory, exc)
 
     @property
     def state(self) -> PartitionState:

@@ -14,6 +14,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from kbroker.txn.snapshot import delete_above as delete_snapshots_above
+from kbroker.txn.snapshot import delete_below as delete_snapshots_below
 from kbroker.wire.records import HEADER_SIZE, BatchHeader, parse_header, split_batches, stamp
 
 from .config import LOG_APPEND_TIME, LogConfig
@@ -149,6 +151,9 @@ class PartitionLog:
         self._last_flush_ms = self.clock()
         self._limit_cache: tuple[int, int, int] | None = None  # (offset, seg base, position)
         self._retired: list[tuple[int, list[str]]] = []  # (delete at ms, .deleted paths)
+        # called with the log end when a segment rolls and at close: the owner writes its
+        # producer-state snapshot there (kbroker.txn.snapshot)
+        self.on_snapshot: Callable[[int], None] | None = None
 
     # ---- loading -------------------------------------------------------------------
 
@@ -371,6 +376,8 @@ class PartitionLog:
         self._unflushed_messages = 0
         self._active = self._new_segment(base_offset)
         self._add_segment(self._active)
+        if self.on_snapshot is not None:
+            self.on_snapshot(self._leo)
         return self._active
 
     # ---- reads ---------------------------------------------------------------------
@@ -496,6 +503,7 @@ class PartitionLog:
         self._add_segment(self._active)
         self._leo = self._log_start = offset
         self.leader_epoch_cache.clear()
+        delete_snapshots_above(self.directory, -1)  # they describe the old log
         self._after_truncation()
 
     def _after_truncation(self) -> None:
@@ -504,6 +512,7 @@ class PartitionLog:
         self._recovery_point = min(self._recovery_point, self._leo)
         self._limit_cache = None
         self.leader_epoch_cache.truncate_from_end(self._leo)
+        delete_snapshots_above(self.directory, self._leo)
 
     def advance_log_start_offset(self, offset: int) -> bool:
         """DeleteRecords: records before ``offset`` become invisible (bounded by the HW)."""
@@ -522,6 +531,8 @@ class PartitionLog:
             doomed.append(self._segments.pop(0))
             self._bases.pop(0)
         self.retire_segments(doomed)
+        if doomed:
+            delete_snapshots_below(self.directory, offset)  # producer state below the start
         return len(doomed)
 
     def retire_segments(self, segments: list[LogSegment]) -> None:
@@ -652,6 +663,8 @@ class PartitionLog:
         if self._closed:
             return
         self.flush()
+        if self.on_snapshot is not None:
+            self.on_snapshot(self._leo)
         for segment in self._segments:
             segment.close()
         self._closed = True

@@ -4,7 +4,8 @@ Mirrors Kafka's ProducerStateManager: for each producer id the partition remembe
 epoch and the last few batches (first/last sequence and offsets), so a retried batch is
 answered with its original offsets instead of being written twice, and a sequence gap
 is refused with OUT_OF_ORDER_SEQUENCE_NUMBER. The state is rebuilt at start-up from
-the batch headers in the log (:meth:`ProducerStateTable.load`).
+the batch headers in the log (:meth:`ProducerStateTable.load`), from the newest
+producer-state snapshot (:mod:`kbroker.txn.snapshot`) onwards where one can be used.
 
 It also tracks transactions as Kafka's partition leader does: the first offset of each
 producer's ongoing transaction (the least of them bounds the last stable offset, LSO)
@@ -49,6 +50,7 @@ class AbortedTxn(NamedTuple):
 class ProducerEntry:
     epoch: int
     batches: deque = field(default_factory=lambda: deque(maxlen=RETAINED_BATCHES))
+    coordinator_epoch: int = -1  # of the last transaction marker (-1: none yet)
 
     @property
     def last_sequence(self) -> int:
@@ -83,13 +85,20 @@ class ProducerStateTable:
         return [txn for txn in self.aborted[i:] if txn.first_offset < end]
 
     def record_marker(
-        self, producer_id: int, epoch: int, commit: bool, offset: int, log_end: int
+        self,
+        producer_id: int,
+        epoch: int,
+        commit: bool,
+        offset: int,
+        log_end: int,
+        coordinator_epoch: int = 0,
     ) -> None:
         """A COMMIT/ABORT marker was appended at ``offset`` (``log_end``: the offset after)."""
         self.check_marker(producer_id, epoch)
         entry = self.producers.get(producer_id)
         if entry is None or entry.epoch != epoch:
-            self.producers[producer_id] = ProducerEntry(epoch)
+            entry = self.producers[producer_id] = ProducerEntry(epoch)
+        entry.coordinator_epoch = coordinator_epoch
         first = self.ongoing.pop(producer_id, None)
         if first is not None and not commit:
             unstable = self.first_unstable_offset()
@@ -113,12 +122,21 @@ class ProducerStateTable:
             del self.aborted[:i]
 
     def load(self, log) -> None:
-        """Rebuild the whole state from a partition log's batches (start-up, truncation)."""
-        self.producers.clear()
-        self.ongoing.clear()
-        self.aborted.clear()
-        start = log.log_start_offset
-        for segment in log.segments:
+        """Rebuild the state from a partition log (start-up, truncation): from its newest
+        usable snapshot and the batches after it, else from all its batches."""
+        from kbroker.txn import snapshot
+
+        replay_from = snapshot.load(self, log)
+        if replay_from is None:
+            self.producers.clear()
+            self.ongoing.clear()
+            self.aborted.clear()
+            replay_from = 0
+        start = max(log.log_start_offset, replay_from)
+        segments = log.segments
+        for i, segment in enumerate(segments):
+            if i + 1 < len(segments) and segments[i + 1].base_offset <= start:
+                continue  # wholly below the snapshot (or the log start)
             for position, header in segment.batches(0):
                 if header.last_offset >= start:
                     data = segment.read_at(position, header.size) if header.is_control else None
@@ -141,6 +159,7 @@ class ProducerStateTable:
             marker.commit,
             header.base_offset,
             header.next_offset,
+            marker.coordinator_epoch,
         )
 
     def find_duplicate(self, header: BatchHeader) -> BatchMetadata | None:
@@ -208,7 +227,8 @@ class ProducerStateTable:
             return
         entry = self.producers.get(header.producer_id)
         if entry is None or entry.epoch != header.producer_epoch:
-            entry = ProducerEntry(header.producer_epoch)
+            coordinator_epoch = -1 if entry is None else entry.coordinator_epoch
+            entry = ProducerEntry(header.producer_epoch, coordinator_epoch=coordinator_epoch)
             self.producers[header.producer_id] = entry
         if header.is_transactional and header.producer_id not in self.ongoing:
             self.ongoing[header.producer_id] = base_offset

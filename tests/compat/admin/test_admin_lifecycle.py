@@ -111,6 +111,7 @@ def test_retention_moves_the_log_start_and_removes_segment_files(fast_broker):
     # renamed .deleted first, removed log.segment.delete.delay.ms later
     wait_for(lambda: segment_files(fast_broker, name) == [
         "00000000000000000200.index", "00000000000000000200.log",
+        "00000000000000000200.snapshot",  # producer state at the roll, as in Kafka
         "00000000000000000200.timeindex", "leader-epoch-checkpoint"],
         what="old segment files removed")
 
