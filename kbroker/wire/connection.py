@@ -54,7 +54,7 @@ class Connection:
         self._ready: deque[bytearray] = deque()
         self._error: ProtocolError | None = None
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data) -> None:
         """Take bytes from the socket; each byte is copied once, into its frame's buffer.
 
         A size prefix beyond ``socket.request.max.bytes`` stops reception at once (the
@@ -86,6 +86,33 @@ class Connection:
             if self._filled == len(frame):
                 self._ready.append(frame)
                 self._frame = None
+
+    def get_buffer(self, scratch: bytearray) -> memoryview:
+        """Where the next socket read should land (for a ``BufferedProtocol``).
+
+        Mid-frame, the rest of that frame's own buffer, so a large request is read from
+        the socket straight into place; between frames, ``scratch``, whose bytes then go
+        through :meth:`buffer_updated` as :meth:`receive_data` would take them.
+        """
+        frame = self._frame
+        if frame is not None and self._error is None:
+            return memoryview(frame)[self._filled :]
+        return memoryview(scratch)
+
+    def buffer_updated(self, buffer: memoryview, nbytes: int) -> None:
+        """``nbytes`` arrived in ``buffer`` (the last :meth:`get_buffer` answer)."""
+        if buffer.obj is self._frame:
+            self._filled += nbytes
+            if self._filled == len(self._frame):
+                self._ready.append(self._frame)
+                self._frame = None
+        else:
+            self.receive_data(buffer[:nbytes])
+
+    @property
+    def has_request(self) -> bool:
+        """A whole request (or a protocol error) is waiting for :meth:`next_request`."""
+        return bool(self._ready) or self._error is not None
 
     def next_request(self) -> Request | None:
         """The next whole request, or None until more data arrives."""
