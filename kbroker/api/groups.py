@@ -404,6 +404,11 @@ async def offset_commit(broker, request: Request) -> dict:
             if code != ErrorCode.NONE:
                 code = ErrorCode.COORDINATOR_NOT_AVAILABLE
                 errors = {tp: c if c != ErrorCode.NONE else code for tp, c in errors.items()}
+    return commit_response(body["topics"], errors)
+
+
+def commit_response(topics: list[dict], errors: dict[tuple[str, int], ErrorCode]) -> dict:
+    """OffsetCommit's (and TxnOffsetCommit's) answer: each requested partition's error."""
     return {
         "topics": [
             {
@@ -416,7 +421,7 @@ async def offset_commit(broker, request: Request) -> dict:
                     for p in topic["partitions"]
                 ],
             }
-            for topic in body["topics"]
+            for topic in topics
         ]
     }
 

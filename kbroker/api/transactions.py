@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kbroker.api.groups import await_replicated
+from kbroker.api.groups import await_replicated, commit_response
 from kbroker.api.ticker import Ticker
 from kbroker.cluster.metadata import BrokerInfo, Topic
 from kbroker.cluster.peer import PeerConnection, PeerError
@@ -721,21 +721,7 @@ async def txn_offset_commit(broker, request: Request) -> dict:
             if stored != ErrorCode.NONE:
                 code = ErrorCode.COORDINATOR_NOT_AVAILABLE
         errors.update({tp: code for tp in offsets})
-    return {
-        "topics": [
-            {
-                "name": topic["name"],
-                "partitions": [
-                    {
-                        "partition_index": p["partition_index"],
-                        "error_code": errors[(topic["name"], p["partition_index"])],
-                    }
-                    for p in topic["partitions"]
-                ],
-            }
-            for topic in body["topics"]
-        ]
-    }
+    return commit_response(body["topics"], errors)
 
 
 # -- EndTxn / WriteTxnMarkers ---------------------------------------------------------------
