@@ -82,7 +82,9 @@ async def _await_replication(pending: list, timeout_ms: int) -> None:
 
         waiter = partition.await_replication(partition.log.log_end_offset, min_isr, done)
         waits.append((result, partition, waiter, future))
-    await asyncio.wait([future for *_, future in waits], timeout=timeout_ms / 1000)
+    undone = [future for *_, future in waits if not future.done()]
+    if undone:  # a broker that is the whole ISR has answered already
+        await asyncio.wait(undone, timeout=timeout_ms / 1000)
     for result, partition, waiter, future in waits:
         if future.done():
             error = future.result()
