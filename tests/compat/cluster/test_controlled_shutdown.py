@@ -14,7 +14,14 @@ PARTITIONS = 3
 def test_controlled_shutdown_moves_leadership_without_failed_produce(cluster):
     topic = topic_name("ctrl")
     cluster.create_topic(topic, PARTITIONS, 3, {"min.insync.replicas": 2})
-    producer = NumberedProducer(cluster.bootstrap, topic, PARTITIONS)
+    # idempotent: without it librdkafka may resend a batch the old leader refused after
+    # newer ones already went to the new leader, and order is not kept (Kafka alike)
+    producer = NumberedProducer(
+        cluster.bootstrap,
+        topic,
+        PARTITIONS,
+        config={"enable.idempotence": True, "max.in.flight.requests.per.connection": 5},
+    )
     producer.start()
     stopped: list[int] = []
     moves: list[float] = []
@@ -48,7 +55,7 @@ def test_controlled_shutdown_moves_leadership_without_failed_produce(cluster):
     assert producer.errors == []
     assert producer.acked_count() == producer.sent
     records, high = read_partitions(cluster.bootstrap, topic, PARTITIONS)
-    lost = check_stream(producer, records)
+    lost = check_stream(producer, records, idempotent=True)
     assert_replicas_identical(cluster, topic, PARTITIONS, high)
     print(
         f"\ncontrolled shutdown of brokers {stopped}: {producer.acked_count()} acknowledged, "
