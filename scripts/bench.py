@@ -1,44 +1,76 @@
 #!/usr/bin/env python3
 """kbroker's benchmark: throughput, latency, start-up, memory and CPU of a Kafka broker.
 
-By default it starts our broker (``python -m kbroker serve``) as a subprocess on a free
-127.0.0.1 port with a temporary data dir, measures, and stops it with SIGTERM. The same
-run can measure any other broker:
+What it runs against (one per run; every preset works with each):
 
-* ``--bootstrap host:port``: a broker that is already running (add ``--broker-pid PID``
-  to get its RSS and CPU figures from /proc);
-* ``--broker-cmd 'tansu broker --listener-url tcp://127.0.0.1:{port} ...'``: a peer
-  broker started (and stopped) by the script like ours, ``{port}``/``{host}``/``{data_dir}``
-  substituted, so start-up, RSS and CPU are measured the same way.
+* by default our broker, ``python -m kbroker serve``, started as a subprocess on a free
+  127.0.0.1 port with a temporary data dir, and stopped with SIGTERM at the end;
+* ``--cluster N``: a ZooKeeper (Debian's, via :mod:`kbroker.zk_server`) and N of our
+  brokers in a fresh chroot, configured like ``scripts/cluster.py``; topics get replication
+  factor min(N, 3);
+* ``--broker-cmd 'tansu broker --listener-url tcp://127.0.0.1:{port} ...'``: a peer broker
+  started and stopped like ours (``{host}``, ``{port}``, ``{data_dir}`` substituted), so
+  its start-up, RSS and CPU are measured the same way;
+* ``--bootstrap host:port[,...]``: a broker or cluster already running (``--broker-pid PID``,
+  repeatable, gives its RSS and CPU from /proc); replication factor min(brokers, 3).
 
-Phases of one run (each bounded by ``--phase-timeout``; a phase with delivery errors or a
-wrong message count is reported as FAILED, never as a number):
+What it measures (``--preset``):
 
-1. produce N messages of S bytes with confluent-kafka to a fresh topic (client settings
-   chosen so the client is not the bottleneck; printed with the results);
-2. consume them back with confluent-kafka, group-less ``assign()`` from offset 0, client
-   default fetch settings;
-3. produce->consume latency: messages sent one at a time (each flushed and waited for)
-   with client default settings; latency = receipt time - send time carried in the value;
-4. optionally (``--kafka-python``) the same produce/consume with kafka-python.
+* ``table`` (the default unless a single-workload flag is given): the rows of the project's
+  figure table: produce+consume 1000 B acks=1 uncompressed 1 partition (sized so that, with
+  the consume, at least ``--peak-gb`` GB moves before the peak RSS is read), produce 1000 B
+  acks=all lz4, produce 100 B acks=1, latency, start-up, idle and peak RSS;
+* ``matrix``: produce+consume for 100/1000 B x acks 1/all x none/lz4 x 1/6 partitions,
+  kafka-python produce+consume, latency, start-up, RSS;
+* ``scale``: produce+consume 1000 B acks=1 to 1, 10, 100, 1000 partitions; 1, 10, 100,
+  500 idle consumers; replication's cost: produce 1000 B acks=all on one broker and acks=1 /
+  acks=all on three brokers with replication factor 3 (our broker only: for the other side
+  the bench starts a kbroker of that size; a peer's row is "not run" unless it has that
+  many brokers);
+* ``single``: the workload of ``--size --acks --compression --partitions`` (any of them
+  selects it), latency, and kafka-python with ``--kafka-python``.
 
-Broker-wide figures: start-up to the first Metadata answered (a raw-socket Metadata v1
-request polled from the moment the process is launched), idle RSS (VmRSS once started),
-peak RSS (VmHWM at the end), broker CPU seconds (utime+stime) per GB moved.
+``--quick`` shrinks everything to a few seconds and, without ``--preset``, adds small scale
+rows (10 partitions, 20 idle consumers, replication) to the table so every code path runs.
 
-``--runs R`` repeats the phases on fresh topics and reports the median of each figure.
-``--json`` prints JSON instead of the table; ``--json-out FILE`` writes it as well.
-Figures: MB = 10^6 bytes of message values, GB = 10^9; MiB for memory.
+How:
+
+* produce: confluent-kafka with settings that keep the client from being the limit (printed
+  with the table); several partitions are filled round robin (``partition=i % P``);
+* consume: confluent-kafka, group-less ``assign()`` from offset 0, client default fetch
+  settings; the partitions must hold exactly the messages produced;
+* latency: one message at a time, producer and consumer with client defaults (acks=all,
+  fetch.wait.max.ms 500); latency = receipt time - send time carried in the value;
+* idle consumers: raw sockets each holding one Fetch v4 long-poll (max_wait 500 ms,
+  min_bytes 1: what an idle consumer sends) on an empty partition, answered and re-sent
+  for ``--idle-window`` s; broker CPU seconds per wall second, RSS and polls per second;
+* start-up: from launch to the first Metadata answered (a cluster: to a Metadata answer from
+  every broker listing all N brokers and a controller; ZooKeeper already running);
+* RSS: VmRSS ``--idle-seconds`` after start-up, VmHWM at the end; CPU: utime+stime.
+  A cluster's CPU figures are summed over its brokers; its RSS is shown per broker (max)
+  and summed.
+
+Every phase is bounded (``--phase-timeout``; latency by ``--latency-seconds``); a phase
+with an error, a timeout or a wrong message count is reported as FAILED, never as a
+number, and the run goes on; the exit code is then 1. A row that could not be run here
+(e.g. no ZooKeeper) says "not run". ``--runs R`` repeats the throughput cells and reports
+the median run. The table goes to stdout (``--json`` prints JSON instead), ``--json-out
+FILE`` writes the JSON too. MB = 10^6 bytes of message values, GB = 10^9; MiB for memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import math
 import os
+import platform
 import queue
 import random
+import resource
+import selectors
 import shlex
 import shutil
 import signal
@@ -56,15 +88,17 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MB = 1e6
 GB = 1e9
-MIB = 1024 * 1024
+REPLICATION_BROKERS = 3  # the cluster size of the replication rows
+IDLE_MAX_WAIT_MS = 500  # librdkafka's fetch.wait.max.ms default
 
 # Producer settings for the throughput phase: big batches, a deep local queue, a short
 # linger, so that librdkafka (not the Python loop or the client queue) is never the
-# limit. acks and compression come from the command line.
+# limit. acks and compression come from the workload.
 THROUGHPUT_PRODUCER = {
     "linger.ms": 5,
     "batch.size": 1_000_000,
@@ -84,7 +118,7 @@ CONSUMER_BASE = {
 
 
 # --------------------------------------------------------------------------------------
-# /proc figures of the broker process
+# /proc figures of the broker processes
 # --------------------------------------------------------------------------------------
 def proc_status_kib(pid: int, key: str) -> int | None:
     try:
@@ -97,10 +131,8 @@ def proc_status_kib(pid: int, key: str) -> int | None:
     return None
 
 
-def proc_cpu_seconds(pid: int | None) -> float | None:
+def proc_cpu_seconds(pid: int) -> float | None:
     """utime + stime of the process (all its threads), in seconds."""
-    if pid is None:
-        return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -110,18 +142,20 @@ def proc_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15
 
 
-def rss_mib(pid: int | None) -> float | None:
-    kib = proc_status_kib(pid, "VmRSS") if pid else None
-    return None if kib is None else kib / 1024
+def cpu_seconds(pids: list[int]) -> float | None:
+    """CPU seconds summed over the brokers; None if any cannot be read (or no pids)."""
+    values = [proc_cpu_seconds(pid) for pid in pids]
+    return None if not values or None in values else sum(values)
 
 
-def hwm_mib(pid: int | None) -> float | None:
-    kib = proc_status_kib(pid, "VmHWM") if pid else None
-    return None if kib is None else kib / 1024
+def memory_mib(pids: list[int], key: str) -> list[float] | None:
+    """VmRSS or VmHWM of each broker in MiB; None if any cannot be read (or no pids)."""
+    values = [proc_status_kib(pid, key) for pid in pids]
+    return None if not values or None in values else [v / 1024 for v in values]
 
 
 # --------------------------------------------------------------------------------------
-# The broker under test
+# Raw protocol: Metadata to see a broker is up, Fetch long-polls for the idle consumers
 # --------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -129,12 +163,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def metadata_request(correlation_id: int) -> bytes:
-    """A Metadata v1 request for all topics (header v1, client id 'kbroker-bench')."""
+def request_frame(api_key: int, version: int, correlation_id: int, body: bytes) -> bytes:
+    """A request with header v1 (client id 'kbroker-bench'), size-prefixed."""
     client_id = b"kbroker-bench"
-    body = struct.pack(">hhih", 3, 1, correlation_id, len(client_id)) + client_id
-    body += struct.pack(">i", -1)  # topics: null = all
-    return struct.pack(">i", len(body)) + body
+    frame = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    frame += body
+    return struct.pack(">i", len(frame)) + frame
+
+
+def fetch_request(topic: str, correlation_id: int = 1) -> bytes:
+    """Fetch v4 of partition 0 from offset 0, waiting up to IDLE_MAX_WAIT_MS for 1 byte."""
+    name = topic.encode()
+    body = struct.pack(">iiiib", -1, IDLE_MAX_WAIT_MS, 1, 52_428_800, 0)
+    body += struct.pack(">ih", 1, len(name)) + name
+    body += struct.pack(">iiqi", 1, 0, 0, 1_048_576)
+    return request_frame(1, 4, correlation_id, body)
+
+
+def fetch_error_code(frame: bytes, topic: str) -> int:
+    """Partition 0's error code in a Fetch v4 response to :func:`fetch_request`."""
+    # correlation id, throttle, topics count, topic name, partitions count, partition
+    offset = 4 + 4 + 4 + 2 + len(topic.encode()) + 4 + 4
+    return struct.unpack_from(">h", frame, offset)[0]
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -147,99 +197,221 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def try_metadata(host: str, port: int, timeout: float = 1.0) -> bool:
-    """One raw-socket Metadata round trip; True if a well-formed answer came back."""
+def metadata_brokers(host: str, port: int, timeout: float = 1.0) -> tuple[int, int] | None:
+    """One raw Metadata v1 round trip (all topics): (brokers listed, controller id), or None
+    if no well-formed answer came back."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(metadata_request(7))
+            sock.sendall(request_frame(3, 1, 7, struct.pack(">i", -1)))
             (size,) = struct.unpack(">i", _recv_exact(sock, 4))
             payload = _recv_exact(sock, size)
-            return struct.unpack(">i", payload[:4])[0] == 7
     except (OSError, ConnectionError, struct.error):
-        return False
+        return None
+    try:
+        correlation_id, count = struct.unpack_from(">ii", payload, 0)
+        pos = 8
+        for _ in range(count):  # node_id, host, port, rack (nullable)
+            (host_len,) = struct.unpack_from(">h", payload, pos + 4)
+            pos += 4 + 2 + host_len + 4
+            (rack_len,) = struct.unpack_from(">h", payload, pos)
+            pos += 2 + max(0, rack_len)
+        (controller,) = struct.unpack_from(">i", payload, pos)
+    except struct.error:
+        return None
+    return (count, controller) if correlation_id == 7 else None
 
 
+def split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
+    out = []
+    for item in bootstrap.split(","):
+        host, _, port = item.strip().rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The brokers under test
+# --------------------------------------------------------------------------------------
 @dataclass
-class BrokerInfo:
-    kind: str  # "kbroker" (started by us), "command" (--broker-cmd), "external"
-    bootstrap: str
-    pid: int | None = None
-    command: list[str] = field(default_factory=list)
-    startup_s: list[float] = field(default_factory=list)
-    idle_rss_mib: float | None = None
-    peak_rss_mib: float | None = None
-    exit_code: int | None = None
-
-
 class BrokerProcess:
-    """A broker started by the script: ours or any ``--broker-cmd``."""
+    """One broker process started by the bench: ours, a ``--broker-cmd`` peer or a member
+    of one of our clusters. It shares the bench's process group, so a Ctrl-C or a kill of
+    the group reaches it too."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
-        self.args = args
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.data_dir = workdir
+    name: str
+    cmd: list[str]
+    port: int
+    log_path: Path
+    proc: subprocess.Popen | None = None
 
-    def command(self, port: int, data_dir: Path) -> list[str]:
-        if self.args.broker_cmd:
-            text = self.args.broker_cmd.format(host=HOST, port=port, data_dir=data_dir)
-            return shlex.split(text)
-        cmd = [sys.executable, "-m", "kbroker", "serve", "--host", HOST, "--port", str(port),
-               "--data-dir", str(data_dir)]
-        for setting in self.args.broker_set:
-            cmd += ["--set", setting]
-        return cmd
-
-    def start(self, name: str) -> float:
-        """Launch on a fresh port and data dir; seconds to the first Metadata answered."""
-        self.port = free_port()
-        self.data_dir = self.workdir / name
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def launch(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        cmd = self.command(self.port, self.data_dir)
-        self.cmd = cmd
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the proc
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = t0 + self.args.start_timeout
-        while True:
-            if try_metadata(HOST, self.port, timeout=0.5):
-                return time.perf_counter() - t0
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode} before answering"
-                                   f" Metadata:\n{self.log_tail(name)}")
-            if time.perf_counter() > deadline:
-                self.stop()
-                raise RuntimeError(f"broker did not answer Metadata within "
-                                   f"{self.args.start_timeout}s:\n{self.log_tail(name)}")
-            time.sleep(0.002)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(self.cmd, cwd=REPO_ROOT, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=log_file,
+                                         stderr=subprocess.STDOUT)
 
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            text = (self.workdir / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(15)
+            return self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
             return self.proc.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Target:
+    """What the phases run against: one broker or a cluster, started by the bench or not."""
+
+    kind: str  # "kbroker", "kbroker-cluster", "command" (--broker-cmd), "external"
+    bootstrap: str
+    brokers: int
+    replication: int
+    procs: list[BrokerProcess] = field(default_factory=list)
+    given_pids: list[int] = field(default_factory=list)  # --broker-pid of an external one
+    startup_s: float | None = None
+    moved_bytes: int = 0  # produced + consumed in cells on this target
+    cells_cpu_s: float | None = 0.0  # broker CPU of those cells (None once unknown)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self.procs if p.proc] if self.procs else self.given_pids
+
+    @property
+    def is_kbroker(self) -> bool:
+        return self.kind in ("kbroker", "kbroker-cluster")
+
+    def dead(self) -> str | None:
+        """Why this target can no longer serve (one of its processes exited), or None."""
+        for p in self.procs:
+            code = p.exit_code()
+            if code is not None:
+                return f"broker {p.name} exited with {code}: {p.log_tail(3)}"
+        return None
+
+    def stop(self) -> list[int | None]:
+        return [p.stop() for p in self.procs]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bootstrap": self.bootstrap, "brokers": self.brokers,
+                "replication_factor": self.replication, "pids": self.pids,
+                "commands": [p.cmd for p in self.procs]}
+
+
+class Zoo:
+    """The ZooKeeper of the bench's clusters: started on first use, stopped by :meth:`stop`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server = None
+
+    def connect(self, chroot: str) -> str:
+        from kbroker.zk_server import ZooKeeperServer
+
+        if self.server is None:
+            log("starting ZooKeeper")
+            self.server = ZooKeeperServer(self.workdir / "zookeeper")
+            self.server.start()
+        return self.server.connect_string(chroot)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def wait_ready(procs: list[BrokerProcess], brokers: int, t0: float, timeout: float) -> float:
+    """Seconds from ``t0`` until every process answers Metadata listing ``brokers`` brokers
+    (and a controller, for a cluster). A process that exits, or the timeout, raises."""
+    waiting = list(procs)
+    while True:
+        for p in list(waiting):
+            answer = metadata_brokers(HOST, p.port, timeout=0.5)
+            if answer and answer[0] == brokers and (brokers == 1 or answer[1] >= 0):
+                waiting.remove(p)
+        if not waiting:
+            return time.perf_counter() - t0
+        for p in procs:
+            if p.exit_code() is not None:
+                raise RuntimeError(f"broker {p.name} exited with {p.exit_code()} before "
+                                   f"answering Metadata:\n{p.log_tail()}")
+        if time.perf_counter() - t0 > timeout:
+            for p in procs:
+                p.stop()
+            raise RuntimeError(f"{', '.join(p.name for p in waiting)} did not answer Metadata"
+                               f" within {timeout}s:\n{waiting[0].log_tail()}")
+        time.sleep(0.002)
+
+
+def launch(args: argparse.Namespace, workdir: Path, zoo: Zoo, kind: str, brokers: int,
+           name: str) -> Target:
+    """Start a broker (``kind`` kbroker or command) or a kbroker cluster of ``brokers`` on
+    fresh ports and data dirs; the Target's ``startup_s`` is its time to be ready."""
+    base = workdir / name
+    base.mkdir(parents=True)
+    procs = []
+    if kind == "kbroker-cluster":
+        from cluster import cluster_settings  # scripts/cluster.py, beside this file
+
+        connect = zoo.connect(f"/bench-{name}-{uuid.uuid4().hex[:8]}")
+        settings = cluster_settings(brokers, args.broker_set)
+        for index in range(brokers):
+            port = free_port()
+            cmd = [sys.executable, "-m", "kbroker", "serve", "--host", HOST, "--port", str(port),
+                   "--broker-id", str(index), "--zookeeper", connect,
+                   "--data-dir", str(base / f"broker-{index}")]
+            cmd += [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+            procs.append(BrokerProcess(f"{name}/{index}", cmd, port, base / f"broker-{index}.log"))
+    else:
+        port = free_port()
+        if kind == "command":
+            cmd = shlex.split(args.broker_cmd.format(host=HOST, port=port, data_dir=base))
+        else:
+            cmd = [sys.executable, "-m", "kbroker", "serve", "--host", HOST, "--port", str(port),
+                   "--data-dir", str(base)]
+            cmd += [arg for setting in args.broker_set for arg in ("--set", setting)]
+        procs.append(BrokerProcess(name, cmd, port, workdir / f"{name}.log"))
+    t0 = time.perf_counter()
+    try:
+        for p in procs:
+            p.launch()
+        startup = wait_ready(procs, brokers, t0, args.start_timeout)
+    except BaseException:
+        for p in procs:
+            p.stop()
+        raise
+    bootstrap = ",".join(f"{HOST}:{p.port}" for p in procs)
+    return Target(kind, bootstrap, brokers, min(brokers, REPLICATION_BROKERS), procs,
+                  startup_s=startup)
+
+
+def attach(args: argparse.Namespace) -> Target:
+    """A broker or cluster already running at ``--bootstrap``: wait (``--start-timeout``) for
+    a Metadata answer; its broker count sets the replication factor."""
+    host, port = split_bootstrap(args.bootstrap)[0]
+    deadline = time.monotonic() + args.start_timeout
+    while (answer := metadata_brokers(host, port)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no Metadata answer from {host}:{port} within "
+                               f"{args.start_timeout}s")
+        time.sleep(0.1)
+    brokers = max(1, answer[0])
+    return Target("external", args.bootstrap, brokers, min(brokers, REPLICATION_BROKERS),
+                  given_pids=list(args.broker_pid))
 
 
 # --------------------------------------------------------------------------------------
@@ -248,10 +420,11 @@ class BrokerProcess:
 @dataclass
 class Phase:
     """What one measured phase gives; ``ok`` False means the figures are not figures."""
+
     name: str
     ok: bool = False
     error: str | None = None
-    messages: int = 0  # delivered (produce) / received (consume)
+    messages: int = 0  # delivered (produce) / received (consume) / answered (idle)
     expected: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -270,7 +443,7 @@ class Phase:
             self.msgs_per_s = self.messages / seconds
             self.mb_per_s = self.bytes / seconds / MB
         self.broker_cpu_s = cpu_s
-        if cpu_s is not None and self.bytes:
+        if self.ok and cpu_s is not None and self.bytes:
             self.broker_cpu_s_per_gb = cpu_s / (self.bytes / GB)
         return self
 
@@ -278,16 +451,36 @@ class Phase:
 class CpuMeter:
     """Broker CPU seconds over a phase; the bench's own (client) CPU goes in ``client_s``."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.start = proc_cpu_seconds(pid)
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start = cpu_seconds(pids)
         self.client_start = time.process_time()
         self.client_s = 0.0
 
     def elapsed(self) -> float | None:
-        end = proc_cpu_seconds(self.pid)
+        end = cpu_seconds(self.pids)
         self.client_s = time.process_time() - self.client_start
         return None if end is None or self.start is None else end - self.start
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One throughput measurement: what is produced, and whether it is consumed back."""
+
+    size: int
+    acks: str
+    compression: str
+    partitions: int
+    messages: int
+    consume: bool = True
+    client: str = "confluent-kafka"  # or "kafka-python"
+
+
+def overdue(deadline: float, target: Target) -> str | None:
+    """Why a phase must stop now: its deadline passed or the broker died."""
+    if time.monotonic() > deadline:
+        return "phase timed out"
+    return target.dead()
 
 
 def make_payloads(size: int, count: int = 256, seed: int = 1) -> list[bytes]:
@@ -304,77 +497,90 @@ def make_payloads(size: int, count: int = 256, seed: int = 1) -> list[bytes]:
     return out
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, replication: int,
-                 timeout: float) -> None:
+def topic_ready(bootstrap: str, topic: str, partitions: int, replication: int) -> bool:
+    """This broker's Metadata names a leader (and, replicated, a full ISR) for every partition."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=5)
+    except Exception:  # noqa: BLE001 - not ready yet
+        return False
+    t = md.topics.get(topic)
+    return (t is not None and t.error is None and len(t.partitions) == partitions
+            and all(p.leader >= 0 and (replication == 1 or len(p.isrs) == replication)
+                    for p in t.partitions.values()))
+
+
+def create_topic(target: Target, topic: str, partitions: int, timeout: float = 60) -> None:
+    """Create the topic and wait until every broker of the target knows its leaders."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, partitions, replication)],
+    admin = AdminClient({"bootstrap.servers": target.bootstrap})
+    futures = admin.create_topics([NewTopic(topic, partitions, target.replication)],
                                   operation_timeout=timeout, request_timeout=timeout)
     futures[topic].result(timeout)
-    # wait until the topic's leaders are known
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        md = admin.list_topics(topic, timeout=timeout)
-        t = md.topics.get(topic)
-        if t is not None and t.error is None and len(t.partitions) == partitions and all(
-                p.leader >= 0 for p in t.partitions.values()):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"topic {topic} has no leaders after {timeout}s")
+    for host, port in split_bootstrap(target.bootstrap):
+        while not topic_ready(f"{host}:{port}", topic, partitions, target.replication):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{host}:{port} has no leaders (or ISR) for {topic} after"
+                                   f" {timeout}s")
+            time.sleep(0.05)
 
 
-def producer_settings(args: argparse.Namespace) -> dict[str, Any]:
-    conf = dict(THROUGHPUT_PRODUCER)
-    conf["acks"] = args.acks
-    conf["compression.type"] = args.compression
+def producer_settings(args: argparse.Namespace, w: Workload) -> dict[str, Any]:
+    conf: dict[str, Any] = dict(THROUGHPUT_PRODUCER)
+    conf["acks"] = w.acks
+    conf["compression.type"] = w.compression
     for setting in args.producer_set:
         key, _, value = setting.partition("=")
         conf[key] = value
     return conf
 
 
-def phase_produce(args, bootstrap: str, topic: str, pid: int | None) -> Phase:
+def phase_produce(args, w: Workload, target: Target, topic: str) -> Phase:
     from confluent_kafka import KafkaException, Producer
 
-    phase = Phase("produce", expected=args.messages)
+    phase = Phase("produce", expected=w.messages)
     errors: list[str] = []
 
     def on_error(err, _msg=None):
         if err is not None:
             errors.append(str(err))
 
-    conf = producer_settings(args)
-    conf.update({"bootstrap.servers": bootstrap, "on_delivery": on_error,
+    conf = producer_settings(args, w)
+    conf.update({"bootstrap.servers": target.bootstrap, "on_delivery": on_error,
                  "error_cb": lambda err: err.fatal() and errors.append(str(err))})
     producer = Producer(conf)
     producer.list_topics(topic, timeout=10)  # connected before the clock starts
-    payloads = make_payloads(args.size)
-    npay = len(payloads)
+    payloads = make_payloads(w.size)
+    npay, parts = len(payloads), w.partitions
     produce, poll = producer.produce, producer.poll
-    n = args.messages
+    n = w.messages
     deadline = time.monotonic() + args.phase_timeout
-    cpu = CpuMeter(pid)
+    cpu = CpuMeter(target.pids)
     t0 = time.perf_counter()
     try:
         i = 0
         while i < n:
-            try:
-                produce(topic, payloads[i % npay])
+            try:  # partition -1: the client's partitioner (one partition anyway)
+                produce(topic, payloads[i % npay], partition=i % parts if parts > 1 else -1)
             except BufferError:
                 poll(0.005)
-                if time.monotonic() > deadline:
-                    raise TimeoutError("produce phase timed out (client queue full)") from None
+                if reason := overdue(deadline, target):
+                    raise TimeoutError(f"{reason} (client queue full after {i})") from None
                 continue
             i += 1
             if not i & 0x3FFF:
                 poll(0)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"produce phase timed out after {i} messages")
-        remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+                if reason := overdue(deadline, target):
+                    raise TimeoutError(f"{reason} after {i} messages")
+        remaining = len(producer)
+        while remaining and not overdue(deadline, target):
+            remaining = producer.flush(0.5)
         seconds = time.perf_counter() - t0
         if remaining:
-            phase.error = f"{remaining} messages still undelivered at the phase timeout"
+            phase.error = f"{remaining} messages undelivered: {overdue(deadline, target)}"
         phase.messages = n - remaining - len(errors)
     except (TimeoutError, KafkaException) as exc:
         seconds = time.perf_counter() - t0
@@ -383,31 +589,27 @@ def phase_produce(args, bootstrap: str, topic: str, pid: int | None) -> Phase:
         producer.flush(1)
     if errors:
         phase.error = f"{len(errors)} delivery errors, first: {errors[0]}"
-    phase.bytes = phase.messages * args.size
+    phase.bytes = phase.messages * w.size
     phase.finish(seconds, cpu.elapsed())
     phase.extra["client_cpu_s"] = cpu.client_s
     return phase
 
 
-def phase_consume(args, bootstrap: str, topic: str, partitions: int, expected: int,
-                  pid: int | None) -> Phase:
+def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) -> Phase:
     from confluent_kafka import Consumer, TopicPartition
 
     phase = Phase("consume", expected=expected)
-    consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_BASE})
+    consumer = Consumer({"bootstrap.servers": target.bootstrap, **CONSUMER_BASE})
     try:
-        hw = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                 for p in range(partitions))
-        phase.extra["log_end_offsets_sum"] = hw
         count = nbytes = 0
         errors: list[str] = []
         deadline = time.monotonic() + args.phase_timeout
-        cpu = CpuMeter(pid)
+        cpu = CpuMeter(target.pids)
         t0 = time.perf_counter()
-        consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(w.partitions)])
         consume = consumer.consume
         first = None
-        while count < expected and time.monotonic() < deadline:
+        while count < expected and not overdue(deadline, target):
             # consume() waits for num_messages or the timeout: never ask for more than is left
             batch = consume(num_messages=min(10_000, expected - count), timeout=0.5)
             if first is None and batch:
@@ -420,10 +622,17 @@ def phase_consume(args, bootstrap: str, topic: str, partitions: int, expected: i
                 nbytes += len(msg)
         seconds = time.perf_counter() - t0
         cpu_s = cpu.elapsed()
+        # read after the messages (a replicated high watermark may lag an acks=1 produce)
+        hw = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                 for p in range(w.partitions))
+        phase.extra["log_end_offsets_sum"] = hw
         phase.extra["first_batch_s"] = first
         phase.extra["client_cpu_s"] = cpu.client_s
         if count < expected:
-            phase.error = f"timed out: {count} of {expected} messages received"
+            phase.error = f"{overdue(deadline, target)}: {count} of {expected} messages received"
+        elif hw != expected:  # duplicates (retries) or losses are a wrong count too
+            phase.error = (f"all {count} messages read, but the high watermarks (ListOffsets"
+                           f" latest) sum to {hw}, not {expected}")
         if errors:
             phase.error = f"{len(errors)} consume errors, first: {errors[0]}"
         phase.messages, phase.bytes = count, nbytes
@@ -438,7 +647,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def phase_latency(args, bootstrap: str, topic: str) -> Phase:
+def phase_latency(args, target: Target, topic: str) -> Phase:
     """One message at a time, client defaults; value carries perf_counter_ns at send."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -446,7 +655,7 @@ def phase_latency(args, bootstrap: str, topic: str) -> Phase:
     phase = Phase("latency", expected=n)
     received: queue.Queue = queue.Queue()
     stop = threading.Event()
-    consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_BASE})
+    consumer = Consumer({"bootstrap.servers": target.bootstrap, **CONSUMER_BASE})
     consumer.assign([TopicPartition(topic, 0, 0)])
     consumer_errors: list[str] = []
 
@@ -464,8 +673,8 @@ def phase_latency(args, bootstrap: str, topic: str) -> Phase:
 
     thread = threading.Thread(target=consume_loop, name="latency-consumer", daemon=True)
     thread.start()
-    producer = Producer({"bootstrap.servers": bootstrap})  # client defaults
-    pad = b"x" * max(0, min(args.size, 1000) - 12)
+    producer = Producer({"bootstrap.servers": target.bootstrap})  # client defaults
+    pad = b"x" * max(0, min(args.latency_size, 1000) - 12)
     latencies: list[float] = []
     t0 = time.perf_counter()
     deadline = time.monotonic() + args.latency_seconds
@@ -504,29 +713,29 @@ def phase_latency(args, bootstrap: str, topic: str) -> Phase:
     return phase
 
 
-def phase_kafka_python(args, bootstrap: str, topic: str, partitions: int,
-                       pid: int | None) -> list[Phase]:
+def phase_kafka_python(args, w: Workload, target: Target, topic: str) -> list[Phase]:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    n = args.kafka_python_messages
+    n = w.messages
     conf = {
-        "acks": 1 if args.acks == "1" else "all",
-        "compression_type": None if args.compression == "none" else args.compression,
+        "acks": 1 if w.acks == "1" else "all",
+        "compression_type": None if w.compression == "none" else w.compression,
         "linger_ms": 5,
         "batch_size": 1_000_000,
         "max_request_size": 1_048_576,
         "enable_idempotence": False,
     }
-    prod = Phase("kafka-python produce", expected=n, extra={"settings": dict(conf)})
+    prod = Phase("produce", expected=n, extra={"settings": dict(conf)})
     errors: list[str] = []
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **conf)
+    producer = KafkaProducer(bootstrap_servers=target.bootstrap, **conf)
     producer.partitions_for(topic)
-    payloads = make_payloads(args.size)
-    cpu = CpuMeter(pid)
+    payloads = make_payloads(w.size)
+    cpu = CpuMeter(target.pids)
     t0 = time.perf_counter()
     try:
         for i in range(n):
-            producer.send(topic, payloads[i % len(payloads)]).add_errback(
+            producer.send(topic, payloads[i % len(payloads)],
+                          partition=i % w.partitions).add_errback(
                 lambda exc: errors.append(repr(exc)))
         producer.flush(timeout=args.phase_timeout)
         prod.messages = n - len(errors)
@@ -536,22 +745,22 @@ def phase_kafka_python(args, bootstrap: str, topic: str, partitions: int,
     producer.close(timeout=5)
     if errors:
         prod.error = f"{len(errors)} delivery errors, first: {errors[0]}"
-    prod.bytes = prod.messages * args.size
+    prod.bytes = prod.messages * w.size
     prod.finish(seconds, cpu.elapsed())
 
-    cons = Phase("kafka-python consume", expected=prod.messages)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    cons = Phase("consume", expected=n)
+    consumer = KafkaConsumer(bootstrap_servers=target.bootstrap, enable_auto_commit=False,
                              group_id=None)
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        cpu = CpuMeter(pid)
+        tps = [TopicPartition(topic, p) for p in range(w.partitions)]
+        cpu = CpuMeter(target.pids)
         t0 = time.perf_counter()
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)
         count = nbytes = 0
         deadline = time.monotonic() + args.phase_timeout
-        while count < cons.expected and time.monotonic() < deadline:
+        while count < cons.expected and not overdue(deadline, target):
             for records in consumer.poll(timeout_ms=500, max_records=100_000).values():
                 count += len(records)
                 nbytes += sum(len(r.value) for r in records)
@@ -563,284 +772,650 @@ def phase_kafka_python(args, bootstrap: str, topic: str, partitions: int,
     return [prod, cons]
 
 
+def phase_idle(args, target: Target, topic: str, connections: int) -> Phase:
+    """``connections`` idle consumers: sockets each holding one Fetch long-poll on the empty
+    partition 0 of ``topic`` (at its leader), re-sent as soon as it is answered. After one
+    round, broker CPU seconds per wall second over ``--idle-window`` s, and RSS."""
+    from confluent_kafka.admin import AdminClient
+
+    phase = Phase("idle", expected=connections, extra={"connections": connections})
+    md = AdminClient({"bootstrap.servers": target.bootstrap}).list_topics(topic, timeout=10)
+    leader = md.brokers[md.topics[topic].partitions[0].leader]
+    request = fetch_request(topic)
+    sel = selectors.DefaultSelector()
+    answers = [0] * connections
+    socks = []
+    try:
+        for i in range(connections):
+            sock = socket.create_connection((leader.host, leader.port), timeout=10)
+            sock.sendall(request)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ, (i, bytearray()))
+            socks.append(sock)
+
+        def pump(until: float) -> None:
+            while (left := until - time.monotonic()) > 0:
+                for key, _ in sel.select(timeout=min(0.1, left)):
+                    index, buf = key.data
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        raise ConnectionError(f"the broker closed idle connection {index}")
+                    buf += data
+                    while len(buf) >= 4 and len(buf) >= 4 + (size := int.from_bytes(buf[:4])):
+                        code = fetch_error_code(bytes(buf[4:4 + size]), topic)
+                        del buf[:4 + size]
+                        if code:
+                            raise RuntimeError(f"Fetch answered with error code {code}")
+                        answers[index] += 1
+                        key.fileobj.sendall(request)  # a few dozen bytes: never blocks
+
+        warmup_end = time.monotonic() + 2 * IDLE_MAX_WAIT_MS / 1000 + 10
+        while min(answers) == 0 and time.monotonic() < warmup_end:
+            pump(time.monotonic() + 0.1)
+        if min(answers) == 0:
+            raise TimeoutError(f"{answers.count(0)} connections never answered")
+        before = list(answers)
+        cpu = CpuMeter(target.pids)
+        t0 = time.perf_counter()
+        pump(time.monotonic() + args.idle_window)
+        seconds = time.perf_counter() - t0
+        cpu_s = cpu.elapsed()
+        rss = memory_mib(target.pids, "VmRSS")
+    finally:
+        for sock in socks:
+            sock.close()
+        sel.close()
+    polls = sum(answers) - sum(before)
+    phase.messages = sum(a > b for a, b in zip(answers, before, strict=True))
+    phase.finish(seconds, cpu_s)
+    phase.msgs_per_s = phase.mb_per_s = None
+    phase.extra.update(
+        cpu_s_per_s=None if cpu_s is None else cpu_s / seconds,
+        polls_per_s_per_connection=polls / seconds / connections,
+        rss_mib=None if rss is None else sum(rss),
+        client_cpu_s=cpu.client_s,
+        max_wait_ms=IDLE_MAX_WAIT_MS)
+    return phase
+
+
 # --------------------------------------------------------------------------------------
-# Running and reporting
+# What a run measures
+# --------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    """A workload produced (and consumed back) on a target, ``--runs`` times."""
+
+    group: str  # "throughput", "kafka-python", "partitions", "replication"
+    workload: Workload
+    brokers: int | None = None  # None: the run's target; else a kbroker target of this size
+    runs: list[dict[str, Phase]] = field(default_factory=list)
+    not_run: str | None = None
+    target: dict[str, Any] | None = None  # where it ran
+
+
+@dataclass
+class Plan:
+    preset: str
+    cells: list[Cell]
+    latency: bool
+    idle_connections: list[int]
+
+
+def messages_for(args: argparse.Namespace, size: int) -> int:
+    """-n, or by default 200,000 at 1000 B and ~100 MB of values for smaller messages."""
+    return args.messages or max(200_000, 100_000_000 // size)
+
+
+def replication_cells(args: argparse.Namespace) -> list[Cell]:
+    n = messages_for(args, 1000)
+    return [Cell("replication", Workload(1000, "all", "none", 1, n, consume=False), brokers=1),
+            Cell("replication", Workload(1000, "1", "none", 1, n, consume=False),
+                 brokers=REPLICATION_BROKERS),
+            Cell("replication", Workload(1000, "all", "none", 1, n, consume=False),
+                 brokers=REPLICATION_BROKERS)]
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """The cells and phases of ``--preset`` (see the module docstring)."""
+    def n(size: int) -> int:
+        return messages_for(args, size)
+
+    kp = Cell("kafka-python", Workload(1000, "1", "none", 1, args.kafka_python_messages,
+                                       client="kafka-python"))
+    if args.preset == "single":
+        cells = [Cell("throughput", Workload(args.size, args.acks, args.compression,
+                                             args.partitions, n(args.size)))]
+        return Plan("single", cells + [kp] * args.kafka_python, args.latency_messages > 0, [])
+    if args.preset == "matrix":
+        cells = [Cell("throughput", Workload(size, acks, comp, parts, n(size)))
+                 for size, acks, comp, parts in itertools.product(
+                     (100, 1000), ("1", "all"), ("none", "lz4"), (1, 6))]
+        return Plan("matrix", cells + [kp], True, [])
+    if args.preset == "scale":
+        sizes = (1, 10) if args.quick else (1, 10, 100, 1000)
+        cells = [Cell("partitions", Workload(1000, "1", "none", p, n(1000))) for p in sizes]
+        idle = [1, 20] if args.quick else [1, 10, 100, 500]
+        return Plan("scale", cells + replication_cells(args), False, idle)
+    # table: the first cell moves --peak-gb before the peak RSS is read
+    first = max(n(1000), math.ceil(args.peak_gb * GB / (2 * 1000)))
+    cells = [Cell("throughput", Workload(1000, "1", "none", 1, first)),
+             Cell("throughput", Workload(1000, "all", "lz4", 1, n(1000), consume=False)),
+             Cell("throughput", Workload(100, "1", "none", 1, n(100), consume=False))]
+    cells += [kp] * args.kafka_python
+    idle = []
+    if args.quick:  # every code path of the bench in a few seconds
+        cells.append(Cell("partitions", Workload(1000, "1", "none", 10, n(1000))))
+        cells += replication_cells(args)
+        idle = [20]
+    return Plan("table", cells, True, idle)
+
+
+# --------------------------------------------------------------------------------------
+# Running
 # --------------------------------------------------------------------------------------
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def guarded(name: str, fn, *args) -> Any:
-    """Run a phase; an exception makes it a failed phase instead of ending the bench."""
+def bounded(names: list[str], seconds: float, fn, *args) -> list[Phase]:
+    """Run a phase function in a thread for at most ``seconds``: an exception, or a phase
+    still running then (left behind), gives failed phases instead of ending the bench."""
+    result: list[Any] = []
+
+    def work() -> None:
+        try:
+            value = fn(*args)
+            result.append(value if isinstance(value, list) else [value])
+        except Exception as exc:  # noqa: BLE001 - reported as a failed phase
+            result.append(f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=work, name=f"phase-{names[0]}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():  # left behind; the process exits without waiting for it
+        return [Phase(name, error=f"still running after {seconds:.0f} s") for name in names]
+    if isinstance(result[0], str):
+        return [Phase(name, error=result[0]) for name in names]
+    return result[0]
+
+
+def new_topic(target: Target, prefix: str, partitions: int) -> str:
+    """A fresh topic on the target; RuntimeError saying why if it cannot be created."""
+    topic = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported as a failed phase
-        return Phase(name, error=f"{type(exc).__name__}: {exc}")
+        create_topic(target, topic, partitions)
+    except Exception as exc:  # noqa: BLE001 - the caller reports failed phases
+        raise RuntimeError(f"topic creation failed: {type(exc).__name__}: {exc}") from exc
+    return topic
 
 
-def run_once(args, bootstrap: str, pid: int | None, run: int) -> dict[str, Phase]:
-    tag = uuid.uuid4().hex[:8]
-    phases: dict[str, Phase] = {}
-    topic = f"bench-{run}-{tag}"
+def run_cell(args: argparse.Namespace, w: Workload, target: Target) -> dict[str, Phase]:
+    names = ["produce", "consume"] if w.consume else ["produce"]
+    if reason := target.dead():
+        return {name: Phase(name, error=reason) for name in names}
+    bound = args.phase_timeout + 30
     try:
-        create_topic(bootstrap, topic, args.partitions, args.replication_factor, 30)
-    except Exception as exc:  # noqa: BLE001 - reported as failed phases
-        log(f"run {run}: cannot create topic {topic}: {exc}")
-        error = f"topic creation failed: {type(exc).__name__}: {exc}"
-        return {name: Phase(name, error=error) for name in ("produce", "consume")}
-    log(f"run {run}: produce {args.messages} x {args.size} B to {topic}")
-    phases["produce"] = guarded("produce", phase_produce, args, bootstrap, topic, pid)
-    log(f"run {run}: consume")
-    phases["consume"] = guarded("consume", phase_consume, args, bootstrap, topic,
-                                args.partitions, phases["produce"].expected, pid)
-    if args.latency_messages > 0:
-        lat_topic = f"bench-latency-{run}-{tag}"
-        create_topic(bootstrap, lat_topic, 1, args.replication_factor, 30)
-        log(f"run {run}: latency ({args.latency_messages} messages one at a time)")
-        phases["latency"] = guarded("latency", phase_latency, args, bootstrap, lat_topic)
-    if args.kafka_python:
-        kp_topic = f"bench-kp-{run}-{tag}"
-        create_topic(bootstrap, kp_topic, args.partitions, args.replication_factor, 30)
-        log(f"run {run}: kafka-python produce/consume {args.kafka_python_messages} messages")
-        pair = guarded("kafka-python", phase_kafka_python, args, bootstrap, kp_topic,
-                       args.partitions, pid)
-        if isinstance(pair, Phase):
-            pair = [pair, Phase("kafka-python consume", error="produce phase failed")]
-        phases["kafka_python_produce"], phases["kafka_python_consume"] = pair
-    for name, phase in phases.items():
-        if not phase.ok:
-            log(f"run {run}: phase {name} FAILED: {phase.error}")
-    return phases
+        topic = new_topic(target, f"{w.size}-{w.partitions}", w.partitions)
+    except RuntimeError as exc:
+        return {name: Phase(name, error=str(exc)) for name in names}
+    if w.client == "kafka-python":
+        phases = bounded(names, 2 * bound, phase_kafka_python, args, w, target, topic)
+    else:
+        phases = bounded(["produce"], bound, phase_produce, args, w, target, topic)
+        if w.consume and not phases[0].ok:  # it would only wait for what never came
+            phases.append(Phase("consume", error="not measured: the produce phase failed"))
+        elif w.consume:
+            phases += bounded(["consume"], bound, phase_consume, args, w, target, topic,
+                              w.messages)
+    for phase in phases:
+        if phase.ok:
+            target.moved_bytes += phase.bytes
+            if target.cells_cpu_s is not None and phase.broker_cpu_s is not None:
+                target.cells_cpu_s += phase.broker_cpu_s
+            else:
+                target.cells_cpu_s = None
+    return {p.name: p for p in phases[:len(names)]}
 
 
-def median_or_none(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
+def cell_target(args: argparse.Namespace, cell: Cell, main: Target, spares: dict[int, Target],
+                workdir: Path, zoo: Zoo) -> Target | str:
+    """The target a cell runs on, or why it cannot run here. Cells of a given size that the
+    run's target is not get a kbroker (cluster) of that size, started once, if the run's
+    target is ours."""
+    if cell.brokers is None or cell.brokers == main.brokers:
+        return main
+    if cell.brokers in spares:
+        return spares[cell.brokers]
+    if not main.is_kbroker:
+        return f"needs a {cell.brokers}-broker target; the bench starts only kbroker ones"
+    kind = "kbroker" if cell.brokers == 1 else "kbroker-cluster"
+    if kind == "kbroker-cluster":
+        from kbroker.zk_server import zookeeper_available
+
+        if not zookeeper_available():
+            return "ZooKeeper is not installed (apt-get install zookeeper)"
+    log(f"starting a {cell.brokers}-broker kbroker target for the {cell.group} rows")
+    try:
+        spares[cell.brokers] = launch(args, workdir, zoo, kind, cell.brokers,
+                                      f"spare{cell.brokers}")
+    except (RuntimeError, OSError) as exc:
+        return f"could not start it: {exc}"
+    return spares[cell.brokers]
 
 
-def summarize(runs: list[dict[str, Phase]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    names = [n for n in runs[0]] if runs else []
-    for name in names:
-        phases = [r[name] for r in runs if name in r]
-        ok = all(p.ok for p in phases)
-        entry: dict[str, Any] = {
-            "ok": ok,
-            "errors": [p.error for p in phases if p.error],
-            "messages": [p.messages for p in phases],
-            "expected": [p.expected for p in phases],
-        }
-        if name == "latency":
-            for key in ("p50_ms", "p99_ms", "max_ms"):
-                entry[key] = median_or_none([p.extra.get(key) for p in phases]) if ok else None
-        else:
-            for key in ("msgs_per_s", "mb_per_s", "broker_cpu_s", "broker_cpu_s_per_gb"):
-                entry[key] = median_or_none([getattr(p, key) for p in phases]) if ok else None
-            entry["msgs_per_s_all"] = [p.msgs_per_s for p in phases]
-            entry["client_cpu_s"] = median_or_none([p.extra.get("client_cpu_s") for p in phases])
-        summary[name] = entry
-    moved = sum(p.bytes for r in runs for n, p in r.items() if n in ("produce", "consume"))
-    cpu = [p.broker_cpu_s for r in runs for n, p in r.items() if n in ("produce", "consume")]
-    summary["cpu_s_per_gb_moved"] = (
-        sum(cpu) / (moved / GB) if moved and cpu and None not in cpu else None)
-    return summary
+def run_plan(args: argparse.Namespace, plan: Plan, main: Target, workdir: Path,
+             zoo: Zoo) -> dict[str, Any]:
+    """Run every cell and phase of the plan on the target (and spare targets)."""
+    spares: dict[int, Target] = {}
+    try:
+        for cell in plan.cells:
+            target = cell_target(args, cell, main, spares, workdir, zoo)
+            if isinstance(target, str):
+                cell.not_run = target
+                log(f"{cell.group} row not run: {target}")
+                continue
+            cell.target = target.describe()
+            for run in range(args.runs):
+                w = cell.workload
+                log(f"{cell.group} run {run + 1}: {w.client} {w.messages} x {w.size} B, "
+                    f"acks={w.acks}, {w.compression}, {w.partitions} partition(s) on "
+                    f"{target.kind} ({target.brokers} broker(s), RF {target.replication})")
+                cell.runs.append(run_cell(args, cell.workload, target))
+                for name, phase in cell.runs[-1].items():
+                    if not phase.ok:
+                        log(f"  {name} FAILED: {phase.error}")
+    finally:
+        for spare in spares.values():
+            spare.stop()
+
+    out: dict[str, Any] = {"latency": None, "idle_connections": []}
+    if plan.latency:
+        log(f"latency: {args.latency_messages} messages one at a time")
+        try:
+            topic = new_topic(main, "latency", 1)
+            (out["latency"],) = bounded(["latency"], args.latency_seconds + 60, phase_latency,
+                                        args, main, topic)
+        except RuntimeError as exc:
+            out["latency"] = Phase("latency", error=str(exc))
+    if plan.idle_connections:
+        topic, error = None, None
+        try:
+            topic = new_topic(main, "idle", 1)
+        except RuntimeError as exc:
+            error = str(exc)
+        for connections in plan.idle_connections:
+            log(f"idle consumers: {connections} connections for {args.idle_window} s")
+            if topic is None:
+                phase = Phase("idle", error=error, extra={"connections": connections})
+            else:
+                (phase,) = bounded(["idle"], args.idle_window + 60, phase_idle, args, main,
+                                   topic, connections)
+                phase.extra["connections"] = connections
+            out["idle_connections"].append(phase)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------
+def cell_phase(cell: Cell, name: str) -> dict[str, Any] | None:
+    """A cell's figure for one phase: the first failed run, else the median run by msg/s
+    (its own consistent numbers), with every run's msg/s beside it."""
+    phases = [r[name] for r in cell.runs if name in r]
+    if not phases:
+        return None
+    failed = [p for p in phases if not p.ok]
+    chosen = failed[0] if failed else sorted(phases, key=lambda p: p.msgs_per_s or 0)[
+        (len(phases) - 1) // 2]
+    return dict(asdict(chosen), runs_msgs_per_s=[p.msgs_per_s for p in phases])
+
+
+def cell_report(cell: Cell) -> dict[str, Any]:
+    phases = {name: cell_phase(cell, name) for name in ("produce", "consume")}
+    ran = [p for p in phases.values() if p is not None]
+    return {
+        "group": cell.group,
+        "workload": asdict(cell.workload),
+        "brokers": cell.target["brokers"] if cell.target else cell.brokers,
+        "replication_factor": cell.target["replication_factor"] if cell.target else None,
+        "target": cell.target,
+        "status": "not run" if cell.not_run else (
+            "ok" if ran and all(p["ok"] for p in ran) else "FAILED"),
+        "ok": cell.not_run is None and bool(ran) and all(p["ok"] for p in ran),
+        "not_run": cell.not_run,
+        **phases,
+        "runs": [{name: asdict(p) for name, p in r.items()} for r in cell.runs],
+    }
 
 
 def fmt(value: float | None, spec: str = ",.0f", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
-def render_table(report: dict[str, Any]) -> str:
-    cfg, s, b = report["config"], report["summary"], report["broker"]
-    runs = cfg["runs"]
-    lines = [
-        f"broker: {b['kind']} at {b['bootstrap']}"
-        + (f" (pid {b['pid']})" if b.get("pid") else ""),
-        f"workload: {cfg['messages']:,} messages x {cfg['size']} B, {cfg['partitions']} "
-        f"partition(s), acks={cfg['acks']}, compression={cfg['compression']}, "
-        f"{runs} run(s){' (median)' if runs > 1 else ''}",
-        "",
-    ]
-    rows: list[tuple[str, str, str]] = []
-
-    def thr(name: str, label: str) -> None:
-        e = s.get(name)
-        if e is None:
-            return
-        if not e["ok"]:
-            rows.append((label, "FAILED", "; ".join(e["errors"])[:60]))
-            return
-        spread = ""
-        if len(e["msgs_per_s_all"]) > 1:
-            spread = (f"  (runs {min(e['msgs_per_s_all']):,.0f}"
-                      f"..{max(e['msgs_per_s_all']):,.0f})")
-        rows.append((label, f"{fmt(e['msgs_per_s'])} msg/s",
-                     f"{fmt(e['mb_per_s'], ',.1f')} MB/s{spread}"))
-
-    thr("produce", "produce (confluent-kafka)")
-    thr("consume", "consume (confluent-kafka)")
-    thr("kafka_python_produce", "produce (kafka-python)")
-    thr("kafka_python_consume", "consume (kafka-python)")
-    lat = s.get("latency")
-    if lat is not None:
-        if lat["ok"]:
-            rows.append(("produce->consume latency", f"p50 {fmt(lat['p50_ms'], '.2f')} ms",
-                         f"p99 {fmt(lat['p99_ms'], '.2f')} ms  "
-                         f"(max {fmt(lat['max_ms'], '.2f')}, n={lat['messages'][0]})"))
-        else:
-            rows.append(("produce->consume latency", "FAILED", "; ".join(lat["errors"])[:60]))
-    st = b.get("startup_s") or []
-    if st:
-        rows.append(("start-up to first Metadata", f"{statistics.median(st):.3f} s",
-                     f"(n={len(st)}, min {min(st):.3f}, max {max(st):.3f})"))
+def cell_label(cell: dict[str, Any], name: str) -> str:
+    w = cell["workload"]
+    parts = "1 partition" if w["partitions"] == 1 else f"{w['partitions']} partitions"
+    client = "kafka-python " if w["client"] == "kafka-python" else ""
+    if name == "consume":
+        text = f"{client}consume {w['size']} B from offset 0, {w['compression']}, {parts}"
     else:
-        rows.append(("start-up to first Metadata", "n/a", "(broker not started by bench)"))
-    rows.append(("broker RSS idle / peak",
-                 f"{fmt(b.get('idle_rss_mib'), '.1f')} / {fmt(b.get('peak_rss_mib'), '.1f')} MiB",
-                 f"(after {report['moved_gb']:.2f} GB moved)"))
-    prod_cpu = s.get("produce", {}).get("broker_cpu_s_per_gb")
-    cons_cpu = s.get("consume", {}).get("broker_cpu_s_per_gb")
-    rows.append(("broker CPU per GB moved", fmt(s.get("cpu_s_per_gb_moved"), ".1f", " s/GB"),
-                 f"(produce {fmt(prod_cpu, '.1f')}, consume {fmt(cons_cpu, '.1f')} s/GB)"))
-    if "produce" in s and "consume" in s:
-        p, c = s["produce"], s["consume"]
-        rows.append(("CPU s: broker / bench client",
-                     f"produce {fmt(p.get('broker_cpu_s'), '.2f')} / "
-                     f"{fmt(p.get('client_cpu_s'), '.2f')}",
-                     f"consume {fmt(c.get('broker_cpu_s'), '.2f')} / "
-                     f"{fmt(c.get('client_cpu_s'), '.2f')}  ({os.cpu_count()} CPUs)"))
-    w0 = max(len(r[0]) for r in rows)
+        text = f"{client}produce {w['size']} B, acks={w['acks']}, {w['compression']}, {parts}"
+    if cell["group"] == "replication":
+        n = cell["brokers"]
+        text += ", 1 broker" if n == 1 else f", {n} brokers RF {cell['replication_factor'] or n}"
+    return text
+
+
+def failed_row(label: str, error: str | None) -> tuple[str, str, str]:
+    return label, "FAILED", (error or "")[:100].replace("\n", " ")
+
+
+def render_table(report: dict[str, Any]) -> str:
+    b = report["broker"]
+    title = f"kbroker bench, preset {report['preset']}"
+    if report["label"]:
+        title = f"{report['label']}: {title}"
+    lines = [title, f"broker: {b['kind']}, {b['brokers']} broker(s), replication factor "
+             f"{b['replication_factor'] or '-'}, at {b['bootstrap'] or '-'}"
+             + (f" (pids {', '.join(map(str, b['pids']))})" if b.get("pids") else ""), ""]
+    rows: list[tuple[str, str, str]] = []
+    titles = {"throughput": "throughput (confluent-kafka)", "kafka-python": "kafka-python",
+              "partitions": "scale: partitions", "replication": "replication"}
+    group = None
+    for cell in report["cells"]:
+        if cell["group"] != group:
+            group = cell["group"]
+            rows.append((f"-- {titles[group]}", "", ""))
+        for name in ("produce", "consume"):
+            label = cell_label(cell, name)
+            if cell["not_run"]:
+                if name == "produce":
+                    rows.append((label, "not run", cell["not_run"]))
+                continue
+            e = cell[name]
+            if e is None:
+                continue
+            if not e["ok"]:
+                rows.append(failed_row(label, e["error"]))
+                continue
+            spread = ""
+            if len(e["runs_msgs_per_s"]) > 1:
+                runs = [r for r in e["runs_msgs_per_s"] if r is not None]
+                spread = f"  (runs {min(runs):,.0f}..{max(runs):,.0f})"
+            rows.append((label, f"{fmt(e['msgs_per_s'])} msg/s",
+                         f"{fmt(e['mb_per_s'], ',.1f')} MB/s, broker "
+                         f"{fmt(e['broker_cpu_s_per_gb'], '.1f')} CPU s/GB{spread}"))
+    if report["idle_connections"]:
+        rows.append(("-- scale: idle consumers (Fetch long-polls, max_wait "
+                     f"{IDLE_MAX_WAIT_MS} ms)", "", ""))
+    for p in report["idle_connections"]:
+        label = f"{p['extra']['connections']} idle consumer connection(s)"
+        if not p["ok"]:
+            rows.append(failed_row(label, p["error"]))
+            continue
+        x = p["extra"]
+        rows.append((label, f"{fmt(x['cpu_s_per_s'], '.4f')} CPU s/s",
+                     f"RSS {fmt(x['rss_mib'], '.1f')} MiB, "
+                     f"{x['polls_per_s_per_connection']:.2f} polls/s each"))
+    rows.append(("-- broker", "", ""))
+    lat = report["latency"]
+    if lat is not None:
+        label = "produce->consume latency p50 / p99"
+        if lat["ok"]:
+            x = lat["extra"]
+            rows.append((label, f"{fmt(x['p50_ms'], '.2f')} / {fmt(x['p99_ms'], '.2f')} ms",
+                         f"max {fmt(x['max_ms'], '.2f')} ms, n={lat['messages']}, "
+                         "client defaults (fetch.wait.max.ms 500)"))
+        else:
+            rows.append(failed_row(label, lat["error"]))
+    st = report["startup"]
+    label = ("start-up to first Metadata answered" if b["brokers"] == 1 else
+             f"start-up to Metadata listing all {b['brokers']} brokers")
+    if not st["ok"]:
+        rows.append(failed_row(label, st["error"]))
+    elif st["seconds"]:
+        s = st["seconds"]
+        rows.append((label, f"{statistics.median(s):.3f} s",
+                     f"median of {len(s)}, min {min(s):.3f}, max {max(s):.3f}"))
+    else:
+        rows.append((label, "n/a", "broker not started by the bench"))
+    m = report["memory"]
+    idle, peak = m["idle_rss_mib"], m["peak_rss_mib"]
+    moved = f"peak after {m['moved_gb']:.2f} GB produced+consumed"
+    if idle is None or peak is None:
+        why = "no pid to read (--broker-pid)" if st["ok"] else "the broker did not start"
+        rows.append(("broker RSS idle / peak", "n/a", why))
+    elif len(idle) == 1:
+        rows.append(("broker RSS idle / peak", f"{idle[0]:.1f} / {peak[0]:.1f} MiB", moved))
+    else:
+        rows.append(("broker RSS idle / peak, max per broker",
+                     f"{max(idle):.1f} / {max(peak):.1f} MiB",
+                     f"sum {sum(idle):.1f} / {sum(peak):.1f} MiB; {moved}"))
+    rows.append(("broker CPU per GB moved (all cells)",
+                 fmt(report["cpu_s_per_gb_moved"], ".1f", " s/GB"),
+                 "summed over brokers" if b["brokers"] > 1 else ""))
+    w0 = max(len(r[0]) for r in rows if r[1])
     w1 = max(len(r[1]) for r in rows)
-    lines.append(f"{'figure':<{w0}}  {'value':<{w1}}")
+    lines.append(f"{'figure':<{w0}}  {'value':<{w1}}  detail")
     lines.append(f"{'-' * w0}  {'-' * w1}  {'-' * 20}")
-    lines += [f"{a:<{w0}}  {v:<{w1}}  {c}".rstrip() for a, v, c in rows]
+    for a, v, c in rows:
+        lines.append(a if not v else f"{a:<{w0}}  {v:<{w1}}  {c}".rstrip())
     lines.append("")
     cs = report["client_settings"]
-    lines.append("producer (throughput): "
-                 + ", ".join(f"{k}={v}" for k, v in cs["producer"].items()))
+    lines.append("producer (throughput): " + ", ".join(
+        f"{k}={v}" for k, v in cs["producer"].items()) + "; acks, compression per row; "
+        "P partitions filled round robin")
     lines.append("consumer: client defaults + "
                  + ", ".join(f"{k}={v}" for k, v in cs["consumer"].items())
                  + "; assign() from offset 0, consume(num_messages=10000)")
     lines.append("latency: producer and consumer client defaults; one message at a time, "
                  "flush() after each, next sent after receipt")
-    lines.append(f"client: confluent-kafka {cs['confluent_kafka']} "
-                 f"(librdkafka {cs['librdkafka']}); MB = 10^6 B of values")
+    mc = report["machine"]
+    lines.append(f"client: confluent-kafka {cs['confluent_kafka']} (librdkafka "
+                 f"{cs['librdkafka']}); machine: {mc['cpus']} CPUs, load "
+                 f"{mc['loadavg_start']:.2f} at start; MB = 10^6 B of values")
     lines.append(f"result: {'OK' if report['ok'] else 'FAILED'}")
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--messages", "-n", type=int, default=200_000)
-    p.add_argument("--size", "-s", type=int, default=1000, help="value bytes per message")
-    p.add_argument("--partitions", "-p", type=int, default=1)
-    p.add_argument("--replication-factor", type=int, default=1)
-    p.add_argument("--acks", choices=["0", "1", "all", "-1"], default="1")
-    p.add_argument("--compression", default="none",
-                   choices=["none", "gzip", "snappy", "lz4", "zstd"])
-    p.add_argument("--runs", type=int, default=1, help="repeat and report the median")
-    p.add_argument("--latency-messages", type=int, default=1000,
-                   help="messages in the latency phase (0 skips it)")
-    p.add_argument("--latency-seconds", type=float, default=60.0,
-                   help="bound on the latency phase; it reports what it measured so far")
-    p.add_argument("--startup-trials", type=int, default=3,
-                   help="broker launches timed to the first Metadata (median reported)")
-    p.add_argument("--kafka-python", action="store_true",
-                   help="also produce/consume with kafka-python")
-    p.add_argument("--kafka-python-messages", type=int, default=None,
-                   help="messages for the kafka-python phases (default min(N, 50000))")
-    p.add_argument("--phase-timeout", type=float, default=180.0)
-    p.add_argument("--start-timeout", type=float, default=30.0)
-    p.add_argument("--quick", action="store_true",
-                   help="a few seconds: 2000 x 100 B, 50 latency messages, 1 start-up trial")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--bootstrap", help="measure a running broker at host:port")
-    where.add_argument("--broker-cmd",
-                       help="start this broker instead of ours ({host} {port} {data_dir})")
-    p.add_argument("--broker-pid", type=int, help="with --bootstrap: its pid, for RSS/CPU")
-    p.add_argument("--broker-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="--set for our broker (repeatable)")
-    p.add_argument("--producer-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a throughput producer setting (repeatable)")
-    p.add_argument("--idle-seconds", type=float, default=1.0,
-                   help="wait after start-up before reading the idle RSS")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
-    args = p.parse_args(argv)
-    if args.acks == "-1":
-        args.acks = "all"
-    if args.quick:
-        args.messages, args.size = min(args.messages, 2000), min(args.size, 100)
-        args.latency_messages = min(args.latency_messages, 50)
-        args.startup_trials, args.idle_seconds, args.runs = 1, 0.2, 1
-    if args.kafka_python_messages is None:
-        args.kafka_python_messages = min(args.messages, 50_000)
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def build_report(args: argparse.Namespace, plan: Plan, target: Target | None,
+                 startup: dict[str, Any], memory: dict[str, Any], extras: dict[str, Any],
+                 machine: dict[str, Any]) -> dict[str, Any]:
     import confluent_kafka
 
-    workdir = Path(tempfile.mkdtemp(prefix="kbroker-bench-"))
-    broker_proc: BrokerProcess | None = None
-    try:
-        if args.bootstrap:
-            info = BrokerInfo("external", args.bootstrap, pid=args.broker_pid)
-            info.idle_rss_mib = rss_mib(info.pid)
-        else:
-            broker_proc = BrokerProcess(args, workdir)
-            info = BrokerInfo("kbroker" if not args.broker_cmd else "command", "")
-            for trial in range(1, max(1, args.startup_trials)):
-                info.startup_s.append(broker_proc.start(f"startup{trial}"))
-                broker_proc.stop()
-            info.startup_s.append(broker_proc.start("broker"))
-            info.bootstrap = f"{HOST}:{broker_proc.port}"
-            info.pid, info.command = broker_proc.pid, broker_proc.cmd
-            log(f"broker pid {info.pid} at {info.bootstrap}, start-up "
-                + ", ".join(f"{t:.3f}" for t in info.startup_s) + " s")
-            time.sleep(args.idle_seconds)
-            info.idle_rss_mib = rss_mib(info.pid)
-
-        runs = [run_once(args, info.bootstrap, info.pid, r + 1) for r in range(args.runs)]
-        info.peak_rss_mib = hwm_mib(info.pid)
-        if broker_proc is not None:
-            info.exit_code = broker_proc.stop()
-            if info.exit_code not in (0, None):
-                log(f"broker exited with {info.exit_code}:\n{broker_proc.log_tail('broker')}")
-    finally:
-        if broker_proc is not None:
-            broker_proc.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    summary = summarize(runs)
-    moved = sum(p.bytes for r in runs for n, p in r.items() if n in ("produce", "consume"))
-    ok = all(e.get("ok", True) for e in summary.values() if isinstance(e, dict))
-    report = {
+    cells = [cell_report(c) for c in plan.cells]
+    latency = extras["latency"]
+    idle = extras["idle_connections"]
+    ok = (startup["ok"] and all(c["ok"] or c["not_run"] for c in cells)
+          and (latency is None or latency.ok) and all(p.ok for p in idle))
+    cpu = None
+    if target is not None and target.moved_bytes and target.cells_cpu_s is not None:
+        cpu = target.cells_cpu_s / (target.moved_bytes / GB)
+    broker = target.describe() if target else {
+        "kind": args.kind, "bootstrap": args.bootstrap or "", "brokers": args.cluster or 1,
+        "replication_factor": None, "pids": [], "commands": []}
+    producer = dict(THROUGHPUT_PRODUCER)
+    producer.update(s.partition("=")[::2] for s in args.producer_set)
+    return {
         "ok": ok,
+        "label": args.label,
+        "preset": plan.preset,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "broker": asdict(info),
+        "machine": machine,
+        "broker": broker,
         "client_settings": {
-            "producer": producer_settings(args),
+            "producer": producer,
             "consumer": dict(CONSUMER_BASE),
             "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0],
         },
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "platform": sys.platform},
-        "moved_gb": moved / GB,
-        "summary": summary,
-        "runs": [{name: asdict(p) for name, p in r.items()} for r in runs],
+        "startup": startup,
+        "memory": memory,
+        "cells": cells,
+        "latency": None if latency is None else asdict(latency),
+        "idle_connections": [asdict(p) for p in idle],
+        "cpu_s_per_gb_moved": cpu,
     }
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=["table", "matrix", "scale", "single"],
+                   help="what to measure (default: table, or single if --size, --acks, "
+                        "--compression or --partitions is given)")
+    p.add_argument("--messages", "-n", type=int,
+                   help="messages per throughput cell (default 200,000 at 1000 B, "
+                        "~100 MB at smaller sizes)")
+    single = p.add_argument_group("single workload (--preset single)")
+    single.add_argument("--size", "-s", type=int, help="value bytes per message (1000)")
+    single.add_argument("--partitions", "-p", type=int, help="partitions (1)")
+    single.add_argument("--acks", choices=["0", "1", "all", "-1"], help="acks (1)")
+    single.add_argument("--compression", choices=["none", "gzip", "snappy", "lz4", "zstd"],
+                        help="compression (none)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="repeat each throughput cell and report the median run")
+    p.add_argument("--peak-gb", type=float, default=1.0,
+                   help="table: GB produced+consumed by its first cell, before the peak RSS")
+    p.add_argument("--latency-messages", type=int, default=1000,
+                   help="messages in the latency phase (0 skips it in --preset single)")
+    p.add_argument("--latency-size", type=int, default=1000, help="latency message bytes")
+    p.add_argument("--latency-seconds", type=float, default=60.0,
+                   help="bound on the latency phase; it reports what it measured so far")
+    p.add_argument("--startup-trials", type=int, default=3,
+                   help="launches timed to the first Metadata (median reported)")
+    p.add_argument("--kafka-python", action="store_true",
+                   help="table/single: also produce/consume with kafka-python (matrix has it)")
+    p.add_argument("--kafka-python-messages", type=int,
+                   help="messages for the kafka-python cell (default min(N, 50000))")
+    p.add_argument("--idle-window", type=float, default=10.0,
+                   help="seconds each idle-consumer measurement lasts (at least 1)")
+    p.add_argument("--idle-seconds", type=float, default=1.0,
+                   help="wait after start-up before reading the idle RSS")
+    p.add_argument("--phase-timeout", type=float, default=120.0)
+    p.add_argument("--start-timeout", type=float, default=30.0)
+    p.add_argument("--quick", action="store_true",
+                   help="a few seconds: 2000 messages per cell, 50 latency messages, 1 "
+                        "start-up trial, 1 s idle windows; with the table preset also "
+                        "small scale rows")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--bootstrap", help="measure a running broker or cluster at host:port")
+    where.add_argument("--broker-cmd",
+                       help="start this broker instead of ours ({host} {port} {data_dir})")
+    where.add_argument("--cluster", type=int, metavar="N",
+                       help="start ZooKeeper and N of our brokers (replication factor "
+                            "min(N, 3))")
+    p.add_argument("--broker-pid", type=int, action="append", default=[],
+                   help="with --bootstrap: a broker's pid, for RSS/CPU (repeatable)")
+    p.add_argument("--broker-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="--set for our broker(s) (repeatable)")
+    p.add_argument("--producer-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a throughput producer setting (repeatable)")
+    p.add_argument("--label", default="", help="a name for this run in the table and JSON")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    args = p.parse_args(argv)
+    if args.preset is None:
+        flags = (args.size, args.partitions, args.acks, args.compression)
+        args.preset = "single" if any(f is not None for f in flags) else "table"
+    args.size = args.size or 1000
+    args.partitions = args.partitions or 1
+    args.acks = "all" if args.acks in ("-1", "all") else (args.acks or "1")
+    args.compression = args.compression or "none"
+    if args.quick:
+        args.messages = args.messages or 2000
+        args.latency_messages = min(args.latency_messages, 50)
+        args.startup_trials, args.idle_seconds, args.runs, args.peak_gb = 1, 0.2, 1, 0.0
+        args.idle_window = min(args.idle_window, 1.0)
+    args.idle_window = max(1.0, args.idle_window)
+    if args.kafka_python_messages is None:
+        args.kafka_python_messages = min(messages_for(args, 1000), 50_000)
+    args.kind = ("external" if args.bootstrap else "command" if args.broker_cmd
+                 else "kbroker-cluster" if args.cluster else "kbroker")
+    return args
+
+
+def start_main(args: argparse.Namespace, workdir: Path, zoo: Zoo,
+               startup: dict[str, Any]) -> Target:
+    """The run's target, after ``--startup-trials`` timed launches (the last one stays)."""
+    if args.kind == "external":
+        return attach(args)
+    brokers = args.cluster or 1
+    for trial in range(1, max(1, args.startup_trials) + 1):
+        target = launch(args, workdir, zoo, args.kind, brokers, f"broker{trial}")
+        startup["seconds"].append(target.startup_s)
+        if trial < args.startup_trials:
+            target.stop()
+    log(f"{args.kind} at {target.bootstrap} (pids {target.pids}), start-up "
+        + ", ".join(f"{t:.3f}" for t in startup["seconds"]) + " s")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = make_plan(args)
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+               "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]}
+    # up to 500 idle connections, plus the clients' own sockets
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    workdir = Path(tempfile.mkdtemp(prefix="kbroker-bench-"))
+    zoo = Zoo(workdir)
+    target: Target | None = None
+    startup: dict[str, Any] = {"ok": True, "error": None, "seconds": []}
+    memory: dict[str, Any] = {"idle_rss_mib": None, "peak_rss_mib": None, "moved_gb": 0.0}
+    extras: dict[str, Any] = {"latency": None, "idle_connections": []}
+    try:
+        try:
+            target = start_main(args, workdir, zoo, startup)
+        except (RuntimeError, OSError) as exc:
+            startup.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            log(f"the broker did not start: {exc}")
+        if target is not None:
+            time.sleep(args.idle_seconds)
+            memory["idle_rss_mib"] = memory_mib(target.pids, "VmRSS")
+            extras = run_plan(args, plan, target, workdir, zoo)
+            memory["peak_rss_mib"] = memory_mib(target.pids, "VmHWM")
+            memory["moved_gb"] = target.moved_bytes / GB
+            memory["exit_codes"] = target.stop()
+            if any(code not in (0, None) for code in memory["exit_codes"]):
+                log(f"broker exit codes {memory['exit_codes']}")
+        else:  # nothing could run: every figure is a failure, none a number
+            error = "the broker did not start (see start-up)"
+            for cell in plan.cells:
+                cell.runs.append({"produce": Phase("produce", error=error)})
+            extras["latency"] = Phase("latency", error=error) if plan.latency else None
+            extras["idle_connections"] = [Phase("idle", error=error, extra={"connections": c})
+                                          for c in plan.idle_connections]
+    finally:
+        if target is not None:
+            target.stop()
+        zoo.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = build_report(args, plan, target, startup, memory, extras, machine)
     text = json.dumps(report, indent=2)
     if args.json_out:
         args.json_out.write_text(text + "\n")
-    print(text if args.json else render_table(report))
-    return 0 if ok else 1
+    print(text if args.json else render_table(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
+def on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt  # run the clean-up of main() (brokers, ZooKeeper, temp dir)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_sigterm)
+    code = 130
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(130)
+        code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # a phase left running past its bound may sit in a client call that would block the
+    # interpreter's exit: leave without waiting for it
+    os._exit(code)

@@ -52,17 +52,18 @@ def port_open(port: int) -> bool:
         return False
 
 
-def broker_command(args, index: int, connect: str, base: Path) -> list[str]:
-    settings = dict(DEFAULTS)
-    for key in (
-        "default.replication.factor",
-        "offsets.topic.replication.factor",
-        "transaction.state.log.replication.factor",
-    ):
-        settings[key] = str(min(int(settings[key]), args.brokers))
-    for item in args.set:
+def cluster_settings(brokers: int, overrides: list[str]) -> dict[str, str]:
+    """DEFAULTS capped at the cluster's size, then the ``KEY=VALUE`` overrides (also used by
+    scripts/bench.py, so its clusters are configured like this script's)."""
+    settings = {key: str(min(int(value), brokers)) for key, value in DEFAULTS.items()}
+    for item in overrides:
         key, _, value = item.partition("=")
         settings[key.strip()] = value.strip()
+    return settings
+
+
+def broker_command(args, index: int, connect: str, base: Path) -> list[str]:
+    settings = cluster_settings(args.brokers, args.set)
     cmd = [
         sys.executable, "-m", "kbroker", "serve",
         "--host", "127.0.0.1",
