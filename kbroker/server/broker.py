@@ -19,8 +19,6 @@ from kbroker.cluster.fetcher import FetcherManager, FetcherSettings
 from kbroker.cluster.metadata import BrokerInfo, MetadataStore, Topic
 from kbroker.cluster.replicas import Partition, ReplicaManager
 from kbroker.cluster.topics import check_name
-from kbroker.cluster.zk_controller import ZkController
-from kbroker.cluster.zookeeper import ZkStore
 from kbroker.config import TOPIC_SETTINGS, BrokerConfig
 from kbroker.log.cleaner import LogCleaner
 from kbroker.log.config import LogConfig
@@ -47,7 +45,11 @@ class Broker:
         self.node = BrokerInfo(config.node_id, host, port)
         store = MetadataStore(data_dir, config.get("cluster.id"))
         connect = config.get("zookeeper.connect")
-        if connect:
+        self.clustered = bool(connect)
+        if connect:  # imported here: a single broker never loads the ZooKeeper client
+            from kbroker.cluster.zk_controller import ZkController
+            from kbroker.cluster.zookeeper import ZkStore
+
             self.controller = ZkController(
                 store,
                 self.node,
@@ -84,10 +86,6 @@ class Broker:
         self.groups = GroupService(self)
         # transactional ids and their state, loaded back from __transaction_state
         self.transactions = TransactionService(self)
-
-    @property
-    def clustered(self) -> bool:
-        return isinstance(self.controller, ZkController)
 
     async def start(self) -> None:
         """Join the cluster (cluster mode): register, load the topics, follow leaders."""

@@ -125,9 +125,14 @@ class _Builder:
         )
         return name
 
-    def _default_expr(self, field: Field) -> str:
+    def _default_expr(self, field: Field, fresh: bool = True) -> str:
+        """The source of a field's default: a new list or dict per message when decoding
+        (callers may change what they decoded); one shared value when encoding, which
+        only reads it."""
         default = field.make_default()
         if isinstance(default, (list, dict)):
+            if not fresh:
+                return self.constant(default)
             return f"{self.constant(field.make_default)}()"
         return self.constant(default) if isinstance(default, bytes) else repr(default)
 
@@ -145,7 +150,7 @@ class _Builder:
             if not run:
                 return
             packer = struct.Struct(">" + "".join(FIXED_FORMATS[f.type] for f in run))
-            args = ", ".join(f"get({f.name!r}, {self._default_expr(f)})" for f in run)
+            args = ", ".join(f"get({f.name!r}, {self._default_expr(f, False)})" for f in run)
             body.append(f"b += {self.constant(packer)}.pack({args})")
             run.clear()
 
@@ -161,14 +166,14 @@ class _Builder:
             else:
                 flush_run()
                 writer = self.value_writer(field, version, flexible)
-                body.append(f"{writer}(b, get({field.name!r}, {self._default_expr(field)}))")
+                body.append(f"{writer}(b, get({field.name!r}, {self._default_expr(field, False)}))")
         flush_run()
         if flexible and not tagged:
             body.append("b.append(0)")
         elif flexible:
             body.append("tagged = []")
             for field in sorted(tagged, key=lambda f: f.tag):
-                default = self._default_expr(field)
+                default = self._default_expr(field, False)
                 writer = self.value_writer(field, version, flexible)
                 body.append(f"v = get({field.name!r}, {default})")
                 body.append(f"if v != {default}:")
