@@ -9,9 +9,9 @@ do ends in a :class:`ProtocolError`, after which the caller closes the connectio
 from __future__ import annotations
 
 import struct
-from collections import deque
 from dataclasses import dataclass
 
+from kbroker.wire.framing import FrameError, FrameReader
 from kbroker.wire.primitives import INT32, DecodeError
 from kbroker.wire.registry import Registry
 from kbroker.wire.types import Writer, read_string, skip_tagged_fields
@@ -47,12 +47,7 @@ class Connection:
 
     def __init__(self, registry: Registry, max_request_size: int = 104857600) -> None:
         self.registry = registry
-        self.max_request_size = max_request_size
-        self._prefix = bytearray()  # the size prefix of the next frame, as it arrives
-        self._frame: bytearray | None = None  # the frame being filled
-        self._filled = 0
-        self._ready: deque[bytearray] = deque()
-        self._error: ProtocolError | None = None
+        self.frames = FrameReader(max_request_size, "socket.request.max.bytes")
 
     def receive_data(self, data) -> None:
         """Take bytes from the socket; each byte is copied once, into its frame's buffer.
@@ -60,67 +55,28 @@ class Connection:
         A size prefix beyond ``socket.request.max.bytes`` stops reception at once (the
         body is never buffered); the error surfaces from the next ``next_request``.
         """
-        view = memoryview(data)
-        pos, end = 0, len(view)
-        while pos < end and self._error is None:
-            if self._frame is None:
-                take = min(4 - len(self._prefix), end - pos)
-                self._prefix += view[pos : pos + take]
-                pos += take
-                if len(self._prefix) < 4:
-                    return
-                (size,) = INT32.unpack_from(self._prefix, 0)
-                self._prefix.clear()
-                if size < 0 or size > self.max_request_size:
-                    self._error = ProtocolError(
-                        f"request of {size} bytes exceeds socket.request.max.bytes "
-                        f"({self.max_request_size})"
-                    )
-                    return
-                self._frame, self._filled = bytearray(size), 0
-            frame = self._frame
-            take = min(len(frame) - self._filled, end - pos)
-            frame[self._filled : self._filled + take] = view[pos : pos + take]
-            self._filled += take
-            pos += take
-            if self._filled == len(frame):
-                self._ready.append(frame)
-                self._frame = None
+        self.frames.receive_data(data)
 
     def get_buffer(self, scratch: bytearray) -> memoryview:
-        """Where the next socket read should land (for a ``BufferedProtocol``).
-
-        Mid-frame, the rest of that frame's own buffer, so a large request is read from
-        the socket straight into place; between frames, ``scratch``, whose bytes then go
-        through :meth:`buffer_updated` as :meth:`receive_data` would take them.
-        """
-        frame = self._frame
-        if frame is not None and self._error is None:
-            return memoryview(frame)[self._filled :]
-        return memoryview(scratch)
+        """Where the next socket read should land (see :meth:`FrameReader.get_buffer`)."""
+        return self.frames.get_buffer(scratch)
 
     def buffer_updated(self, buffer: memoryview, nbytes: int) -> None:
         """``nbytes`` arrived in ``buffer`` (the last :meth:`get_buffer` answer)."""
-        if buffer.obj is self._frame:
-            self._filled += nbytes
-            if self._filled == len(self._frame):
-                self._ready.append(self._frame)
-                self._frame = None
-        else:
-            self.receive_data(buffer[:nbytes])
+        self.frames.buffer_updated(buffer, nbytes)
 
     @property
     def has_request(self) -> bool:
         """A whole request (or a protocol error) is waiting for :meth:`next_request`."""
-        return bool(self._ready) or self._error is not None
+        return self.frames.has_frame
 
     def next_request(self) -> Request | None:
         """The next whole request, or None until more data arrives."""
-        if self._ready:
-            return self._decode(memoryview(self._ready.popleft()))
-        if self._error is not None:
-            raise self._error
-        return None
+        try:
+            frame = self.frames.next_frame()
+        except FrameError as exc:
+            raise ProtocolError(f"request refused: {exc}") from None
+        return None if frame is None else self._decode(memoryview(frame))
 
     def _decode(self, frame: memoryview) -> Request:
         if len(frame) < _REQUEST_HEADER.size:
