@@ -284,8 +284,9 @@ class Target:
     procs: list[BrokerProcess] = field(default_factory=list)
     given_pids: list[int] = field(default_factory=list)  # --broker-pid of an external one
     startup_s: float | None = None
-    moved_bytes: int = 0  # produced + consumed in cells on this target
-    cells_cpu_s: float | None = 0.0  # broker CPU of those cells (None once unknown)
+    moved_bytes: int = 0  # produced + consumed in cells on this target, failed ones too
+    ok_bytes: int = 0  # ... in the phases that succeeded
+    ok_cpu_s: float | None = 0.0  # broker CPU of those phases (None once unknown)
 
     @property
     def pids(self) -> list[int]:
@@ -978,12 +979,13 @@ def run_cell(args: argparse.Namespace, w: Workload, target: Target) -> dict[str,
             phases += bounded(["consume"], bound, phase_consume, args, w, target, topic,
                               w.messages)
     for phase in phases:
+        target.moved_bytes += phase.bytes
         if phase.ok:
-            target.moved_bytes += phase.bytes
-            if target.cells_cpu_s is not None and phase.broker_cpu_s is not None:
-                target.cells_cpu_s += phase.broker_cpu_s
+            target.ok_bytes += phase.bytes
+            if target.ok_cpu_s is not None and phase.broker_cpu_s is not None:
+                target.ok_cpu_s += phase.broker_cpu_s
             else:
-                target.cells_cpu_s = None
+                target.ok_cpu_s = None
     return {p.name: p for p in phases[:len(names)]}
 
 
@@ -1165,7 +1167,7 @@ def render_table(report: dict[str, Any]) -> str:
             continue
         x = p["extra"]
         rows.append((label, f"{fmt(x['cpu_s_per_s'], '.4f')} CPU s/s",
-                     f"RSS {fmt(x['rss_mib'], '.1f')} MiB, "
+                     f"RSS{' sum' if b['brokers'] > 1 else ''} {fmt(x['rss_mib'], '.1f')} MiB, "
                      f"{x['polls_per_s_per_connection']:.2f} polls/s each"))
     rows.append(("-- broker", "", ""))
     lat = report["latency"]
@@ -1201,7 +1203,7 @@ def render_table(report: dict[str, Any]) -> str:
         rows.append(("broker RSS idle / peak, max per broker",
                      f"{max(idle):.1f} / {max(peak):.1f} MiB",
                      f"sum {sum(idle):.1f} / {sum(peak):.1f} MiB; {moved}"))
-    rows.append(("broker CPU per GB moved (all cells)",
+    rows.append(("broker CPU per GB moved (cells that passed)",
                  fmt(report["cpu_s_per_gb_moved"], ".1f", " s/GB"),
                  "summed over brokers" if b["brokers"] > 1 else ""))
     w0 = max(len(r[0]) for r in rows if r[1])
@@ -1239,8 +1241,8 @@ def build_report(args: argparse.Namespace, plan: Plan, target: Target | None,
     ok = (startup["ok"] and all(c["ok"] or c["not_run"] for c in cells)
           and (latency is None or latency.ok) and all(p.ok for p in idle))
     cpu = None
-    if target is not None and target.moved_bytes and target.cells_cpu_s is not None:
-        cpu = target.cells_cpu_s / (target.moved_bytes / GB)
+    if target is not None and target.ok_bytes and target.ok_cpu_s is not None:
+        cpu = target.ok_cpu_s / (target.ok_bytes / GB)
     broker = target.describe() if target else {
         "kind": args.kind, "bootstrap": args.bootstrap or "", "brokers": args.cluster or 1,
         "replication_factor": None, "pids": [], "commands": []}
