@@ -518,7 +518,10 @@ def create_topic(target: Target, topic: str, partitions: int, timeout: float = 6
     admin = AdminClient({"bootstrap.servers": target.bootstrap})
     futures = admin.create_topics([NewTopic(topic, partitions, target.replication)],
                                   operation_timeout=timeout, request_timeout=timeout)
-    futures[topic].result(timeout)
+    try:
+        futures[topic].result(timeout)
+    except TimeoutError:
+        raise RuntimeError(f"CreateTopics not answered within {timeout}s") from None
     deadline = time.monotonic() + timeout
     for host, port in split_bootstrap(target.bootstrap):
         while not topic_ready(f"{host}:{port}", topic, partitions, target.replication):
@@ -585,8 +588,10 @@ def phase_produce(args, w: Workload, target: Target, topic: str) -> Phase:
     except (TimeoutError, KafkaException) as exc:
         seconds = time.perf_counter() - t0
         phase.error = str(exc)
+        reported = len(errors)
         producer.purge()
         producer.flush(1)
+        del errors[reported:]  # "purged" reports of what was never sent say nothing more
     if errors:
         phase.error = f"{len(errors)} delivery errors, first: {errors[0]}"
     phase.bytes = phase.messages * w.size
@@ -950,11 +955,11 @@ def bounded(names: list[str], seconds: float, fn, *args) -> list[Phase]:
     return result[0]
 
 
-def new_topic(target: Target, prefix: str, partitions: int) -> str:
+def new_topic(args: argparse.Namespace, target: Target, prefix: str, partitions: int) -> str:
     """A fresh topic on the target; RuntimeError saying why if it cannot be created."""
     topic = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     try:
-        create_topic(target, topic, partitions)
+        create_topic(target, topic, partitions, timeout=min(60.0, args.phase_timeout))
     except Exception as exc:  # noqa: BLE001 - the caller reports failed phases
         raise RuntimeError(f"topic creation failed: {type(exc).__name__}: {exc}") from exc
     return topic
@@ -966,7 +971,7 @@ def run_cell(args: argparse.Namespace, w: Workload, target: Target) -> dict[str,
         return {name: Phase(name, error=reason) for name in names}
     bound = args.phase_timeout + 30
     try:
-        topic = new_topic(target, f"{w.size}-{w.partitions}", w.partitions)
+        topic = new_topic(args, target, f"{w.size}-{w.partitions}", w.partitions)
     except RuntimeError as exc:
         return {name: Phase(name, error=str(exc)) for name in names}
     if w.client == "kafka-python":
@@ -1044,7 +1049,7 @@ def run_plan(args: argparse.Namespace, plan: Plan, main: Target, workdir: Path,
     if plan.latency:
         log(f"latency: {args.latency_messages} messages one at a time")
         try:
-            topic = new_topic(main, "latency", 1)
+            topic = new_topic(args, main, "latency", 1)
             (out["latency"],) = bounded(["latency"], args.latency_seconds + 60, phase_latency,
                                         args, main, topic)
         except RuntimeError as exc:
@@ -1052,7 +1057,7 @@ def run_plan(args: argparse.Namespace, plan: Plan, main: Target, workdir: Path,
     if plan.idle_connections:
         topic, error = None, None
         try:
-            topic = new_topic(main, "idle", 1)
+            topic = new_topic(args, main, "idle", 1)
         except RuntimeError as exc:
             error = str(exc)
         for connections in plan.idle_connections:
@@ -1289,6 +1294,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     single.add_argument("--acks", choices=["0", "1", "all", "-1"], help="acks (1)")
     single.add_argument("--compression", choices=["none", "gzip", "snappy", "lz4", "zstd"],
                         help="compression (none)")
+    p.add_argument("--replication-factor", type=int,
+                   help="of the run's topics (default: min(brokers, 3))")
     p.add_argument("--runs", type=int, default=1,
                    help="repeat each throughput cell and report the median run")
     p.add_argument("--peak-gb", type=float, default=1.0,
@@ -1355,13 +1362,16 @@ def start_main(args: argparse.Namespace, workdir: Path, zoo: Zoo,
                startup: dict[str, Any]) -> Target:
     """The run's target, after ``--startup-trials`` timed launches (the last one stays)."""
     if args.kind == "external":
-        return attach(args)
+        target = attach(args)
+        target.replication = args.replication_factor or target.replication
+        return target
     brokers = args.cluster or 1
     for trial in range(1, max(1, args.startup_trials) + 1):
         target = launch(args, workdir, zoo, args.kind, brokers, f"broker{trial}")
         startup["seconds"].append(target.startup_s)
         if trial < args.startup_trials:
             target.stop()
+    target.replication = args.replication_factor or target.replication
     log(f"{args.kind} at {target.bootstrap} (pids {target.pids}), start-up "
         + ", ".join(f"{t:.3f}" for t in startup["seconds"]) + " s")
     return target
