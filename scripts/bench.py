@@ -1315,8 +1315,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds each idle-consumer measurement lasts (at least 1)")
     p.add_argument("--idle-seconds", type=float, default=1.0,
                    help="wait after start-up before reading the idle RSS")
-    p.add_argument("--phase-timeout", type=float, default=120.0)
-    p.add_argument("--start-timeout", type=float, default=30.0)
+    p.add_argument("--phase-timeout", type=float, default=120.0,
+                   help="seconds a produce, consume or topic creation may take (a phase "
+                        "still running 30 s later is left behind as FAILED)")
+    p.add_argument("--start-timeout", type=float, default=30.0,
+                   help="seconds a broker may take to answer Metadata")
     p.add_argument("--quick", action="store_true",
                    help="a few seconds: 2000 messages per cell, 50 latency messages, 1 "
                         "start-up trial, 1 s idle windows; with the table preset also "
