@@ -91,6 +91,8 @@ BROKER_SETTINGS = _settings(
     ("replica.fetch.max.bytes", "int", "1048576"),
     ("replica.fetch.response.max.bytes", "int", "10485760"),
     ("replica.fetch.backoff.ms", "int", "1000"),
+    ("max.incremental.fetch.session.cache.slots", "int", "1000"),
+    ("min.incremental.fetch.session.eviction.ms", "int", "120000"),
     ("unclean.leader.election.enable", "boolean", "false"),
     ("controlled.shutdown.enable", "boolean", "true"),
     ("auto.leader.rebalance.enable", "boolean", "true"),

@@ -2,8 +2,8 @@
 
 Records go out as file slices of the log (the listener sends them without copying them
 through Python where it can). The wait is woken by appends to the fetched partitions,
-never by polling. There are no fetch sessions: ``session_id`` 0 tells clients to send
-full fetch requests, which every client supports.
+never by polling. Fetch sessions (KIP-227, ``fetch_sessions.py``) let a fetcher send
+only the partitions whose position moved and get back only those with news.
 """
 
 from __future__ import annotations
@@ -70,15 +70,15 @@ def _read_partition(
     return result
 
 
-def _read_all(broker, body: dict, by_id: bool) -> tuple[list[dict], int, list]:
-    """One pass over the request: (topic responses, bytes found, partitions read)."""
+def _read_all(broker, body: dict, topics: list, by_id: bool) -> tuple[list[dict], int, list]:
+    """One pass over ``topics``: (topic responses, bytes found, partitions read)."""
     budget = body["max_bytes"]
     total = 0
     responses = []
     watched = []
     committed = body["isolation_level"] == READ_COMMITTED
     replica_id = replica_of(body)
-    for topic_request in body["topics"]:
+    for topic_request in topics:
         if by_id:
             topic = broker.controller.store.by_id.get(uuid.UUID(bytes=topic_request["topic_id"]))
             missing = ErrorCode.UNKNOWN_TOPIC_ID
@@ -151,10 +151,17 @@ async def _wait_for_append(broker, watched: list, timeout: float) -> None:
 async def handle(broker, request: Request) -> dict:
     body = request.body
     by_id = request.api_version >= 13  # v13 replaced topic names with topic ids
+    sessions = broker.fetch_sessions
+    context = sessions.open(body, by_id)  # before v7 every fetch is sessionless (epoch -1)
+    if context.error != ErrorCode.NONE:
+        return {"error_code": context.error, "session_id": 0, "responses": []}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + body["max_wait_ms"] / 1000
-    responses, total, watched = _read_all(broker, body, by_id)
+    responses, total, watched = _read_all(broker, body, context.topics, by_id)
     while total < body["min_bytes"] and watched and (remaining := deadline - loop.time()) > 0:
         await _wait_for_append(broker, watched, remaining)
-        responses, total, watched = _read_all(broker, body, by_id)
-    return {"session_id": 0, "responses": responses}
+        responses, total, watched = _read_all(broker, body, context.topics, by_id)
+    return {
+        "session_id": context.session_id,
+        "responses": sessions.respond(context, responses),
+    }

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from kbroker.cluster.fetch_session_handler import FetchSessionHandler
 from kbroker.cluster.metadata import BrokerInfo
 from kbroker.cluster.peer import PeerConnection, PeerError
 from kbroker.cluster.replicas import Partition
@@ -31,6 +32,12 @@ PAUSING_ERRORS = {
     ErrorCode.FENCED_LEADER_EPOCH,
     ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     ErrorCode.UNKNOWN_TOPIC_ID,
+}
+
+SESSION_ERRORS = {
+    ErrorCode.FETCH_SESSION_ID_NOT_FOUND,
+    ErrorCode.INVALID_FETCH_SESSION_EPOCH,
+    ErrorCode.FETCH_SESSION_TOPIC_ID_ERROR,
 }
 
 Key = tuple[str, int]
@@ -77,6 +84,7 @@ class ReplicaFetcher:
         self._peer = PeerConnection(
             registry, leader.host, leader.port, f"kbroker-replica-fetcher-{local_id}"
         )
+        self._session = FetchSessionHandler()  # only what changed goes to the leader
         self._task: asyncio.Task | None = None
         self._stopped = False
 
@@ -202,37 +210,52 @@ class ReplicaFetcher:
         }
         if not requested:
             return False
-        topics: dict[str, list[dict]] = {}
         epochs = {key: partition.leader_epoch for key, partition in requested.items()}
-        for (topic, index), partition in requested.items():
-            topics.setdefault(topic, []).append(
-                {
-                    "partition": index,
-                    "current_leader_epoch": epochs[(topic, index)],
-                    "fetch_offset": partition.log.log_end_offset,
-                    "last_fetched_epoch": partition.log.latest_epoch,
-                    "log_start_offset": partition.log.log_start_offset,
-                    "partition_max_bytes": self.settings.max_bytes,
-                }
-            )
+        wanted = {
+            key: {
+                "partition": key[1],
+                "current_leader_epoch": epochs[key],
+                "fetch_offset": partition.log.log_end_offset,
+                "last_fetched_epoch": partition.log.latest_epoch,
+                "log_start_offset": partition.log.log_start_offset,
+                "partition_max_bytes": self.settings.max_bytes,
+            }
+            for key, partition in requested.items()
+        }
         settings = self.settings
-        response = await self._call(
-            FETCH,
-            {
-                "replica_id": self.local_id,
-                "max_wait_ms": settings.wait_max_ms,
-                "min_bytes": settings.min_bytes,
-                "max_bytes": settings.response_max_bytes,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
-            },
-            extra_wait_ms=settings.wait_max_ms,
-        )
+        try:
+            response = await self._call(
+                FETCH,
+                {
+                    "replica_id": self.local_id,
+                    "max_wait_ms": settings.wait_max_ms,
+                    "min_bytes": settings.min_bytes,
+                    "max_bytes": settings.response_max_bytes,
+                    **self._session.build(wanted),
+                },
+                extra_wait_ms=settings.wait_max_ms,
+            )
+        except BaseException:
+            self._session.reset()  # the leader may or may not have seen this epoch
+            raise
+        self._session.received(response["error_code"], response["session_id"])
+        if response["error_code"] in SESSION_ERRORS:
+            log.info(
+                "fetch session with broker %d lost (%s); starting a new one",
+                self.leader.node_id,
+                ErrorCode(response["error_code"]).name,
+            )
+            return True  # fetch again at once, in full
         progress = response["error_code"] == ErrorCode.NONE
         for topic_response in response["responses"]:
             for result in topic_response["partitions"]:
                 key = (topic_response["topic"], result["partition_index"])
                 partition = self.partitions.get(key)
-                if partition is not requested.get(key) or partition.leader_epoch != epochs[key]:
+                if (
+                    partition is None
+                    or partition is not requested.get(key)
+                    or partition.leader_epoch != epochs[key]
+                ):
                     # removed, replaced or under new leadership while the fetch was out: a
                     # refusal of the old epoch must not pause the new one (the partition is
                     # checked against the leader's epochs again before fetching on)

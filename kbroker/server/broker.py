@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kbroker.api.api_versions import api_ranges
 from kbroker.api.dispatch import HANDLERS
+from kbroker.api.fetch_sessions import FetchSessionCache
 from kbroker.api.groups import GroupService
 from kbroker.api.transactions import TransactionService
 from kbroker.cluster.controller import EmbeddedController
@@ -59,6 +60,10 @@ class Broker:
             self.controller.on_leadership.append(self._leadership_changed)
         else:
             self.controller = EmbeddedController(store, self.node)
+        self.fetch_sessions = FetchSessionCache(
+            config.get_int("max.incremental.fetch.session.cache.slots"),
+            config.get_int("min.incremental.fetch.session.eviction.ms"),
+        )
         self.fetchers = FetcherManager(
             self.registry,
             self.node.node_id,
