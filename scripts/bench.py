@@ -14,6 +14,9 @@ What it runs against (one per run; every preset works with each):
 * ``--bootstrap host:port[,...]``: a broker or cluster already running (``--broker-pid PID``,
   repeatable, gives its RSS and CPU from /proc); replication factor min(brokers, 3).
 
+``--versus CMD`` then runs the same plan against a peer started like ``--broker-cmd`` and
+prints both tables and a side-by-side one with kbroker's figure over the peer's.
+
 What it measures (``--preset``):
 
 * ``table`` (the default unless a single-workload flag is given): the rows of the project's
@@ -114,6 +117,10 @@ CONSUMER_BASE = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
 }
+# A consume() call that waits this long for its next batch while the broker holds the rest
+# is a consumer pause; librdkafka makes them when its local queue passes
+# queued.max.messages.kbytes (64 MiB): it stops fetching for fetch.queue.backoff.ms (1 s).
+CONSUMER_PAUSE_S = 0.3
 
 
 # --------------------------------------------------------------------------------------
@@ -626,11 +633,16 @@ def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) 
         consumer.assign([TopicPartition(topic, p, 0) for p in range(w.partitions)])
         consume = consumer.consume
         first = None
+        pauses: list[float] = []  # consume() calls that waited >= 0.3 s for the next batch
         while count < expected and not overdue(deadline, target):
             # consume() waits for num_messages or the timeout: never ask for more than is left
+            asked = time.perf_counter()
             batch = consume(num_messages=min(10_000, expected - count), timeout=0.5)
+            waited = time.perf_counter() - asked
             if first is None and batch:
                 first = time.perf_counter() - t0
+            elif first is not None and waited >= CONSUMER_PAUSE_S:
+                pauses.append(waited)
             for msg in batch:
                 if msg.error() is not None:
                     errors.append(str(msg.error()))
@@ -644,6 +656,8 @@ def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) 
         phase.extra["log_end_offsets_sum"] = hw
         phase.extra["first_batch_s"] = first
         phase.extra["client_cpu_s"] = cpu.client_s
+        phase.extra["consumer_pauses"] = len(pauses)
+        phase.extra["consumer_paused_s"] = sum(pauses)
         if count < expected:
             phase.error = f"{overdue(deadline, target)}: {count} of {expected} messages received"
         elif hw != expected:  # duplicates (retries) or losses are a wrong count too
@@ -1159,9 +1173,13 @@ def render_table(report: dict[str, Any]) -> str:
             if len(e["runs_msgs_per_s"]) > 1:
                 runs = [r for r in e["runs_msgs_per_s"] if r is not None]
                 spread = f"  (runs {min(runs):,.0f}..{max(runs):,.0f})"
+            pauses = ""
+            if e["extra"].get("consumer_pauses"):
+                pauses = (f"; consumer paused {e['extra']['consumer_pauses']}x, "
+                          f"{e['extra']['consumer_paused_s']:.1f} s in all")
             rows.append((label, f"{fmt(e['msgs_per_s'])} msg/s",
                          f"{fmt(e['mb_per_s'], ',.1f')} MB/s, broker "
-                         f"{fmt(e['broker_cpu_s_per_gb'], '.1f')} CPU s/GB{spread}"))
+                         f"{fmt(e['broker_cpu_s_per_gb'], '.1f')} CPU s/GB{spread}{pauses}"))
     if report["idle_connections"]:
         rows.append(("-- scale: idle consumers (Fetch long-polls, max_wait "
                      f"{IDLE_MAX_WAIT_MS} ms)", "", ""))
@@ -1232,6 +1250,47 @@ def render_table(report: dict[str, Any]) -> str:
                  f"{cs['librdkafka']}); machine: {mc['cpus']} CPUs, load "
                  f"{mc['loadavg_start']:.2f} at start; MB = 10^6 B of values")
     lines.append(f"result: {'OK' if report['ok'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def render_comparison(ours: dict[str, Any], peer: dict[str, Any]) -> str:
+    """Both runs' headline figures side by side, with kbroker's figure over the peer's."""
+    names = (ours["label"] or "kbroker", peer["label"] or "peer")
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, a: float | None, b: float | None, spec: str, better: str) -> None:
+        ratio = "n/a" if a is None or not b else f"{a / b:.2f}x"
+        rows.append((f"{label} ({better} is better)", fmt(a, spec), fmt(b, spec), ratio))
+
+    def rate(phase: dict[str, Any] | None) -> float | None:
+        return phase["msgs_per_s"] if phase and phase["ok"] else None
+
+    for a, b in zip(ours["cells"], peer["cells"], strict=True):
+        for name in ("produce", "consume"):
+            if a[name] is not None or b[name] is not None:
+                add(f"{cell_label(a, name)}, msg/s", rate(a[name]), rate(b[name]), ",.0f",
+                    "higher")
+    lat = [r["latency"]["extra"] if r["latency"] and r["latency"]["ok"] else {}
+           for r in (ours, peer)]
+    for key in ("p50_ms", "p99_ms"):
+        add(f"latency {key[:3]}, ms", lat[0].get(key), lat[1].get(key), ".2f", "lower")
+    starts = [statistics.median(r["startup"]["seconds"]) if r["startup"]["seconds"] else None
+              for r in (ours, peer)]
+    add("start-up, s", starts[0], starts[1], ".3f", "lower")
+    for key, label in (("idle_rss_mib", "RSS idle, MiB"), ("peak_rss_mib", "RSS peak, MiB")):
+        mem = [max(r["memory"][key]) if r["memory"].get(key) else None for r in (ours, peer)]
+        add(label, mem[0], mem[1], ".1f", "lower")
+    idle = [{p["extra"]["connections"]: p["extra"].get("cpu_s_per_s") for p in
+             r["idle_connections"] if p["ok"]} for r in (ours, peer)]
+    for connections in sorted(idle[0]):
+        add(f"{connections} idle consumers, CPU s/s", idle[0][connections],
+            idle[1].get(connections), ".4f", "lower")
+    header = ("figure", *names, f"{names[0]} / {names[1]}")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [f"side by side: {names[0]} vs {names[1]} (same plan, one run after the other)", ""]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     return "\n".join(lines)
 
 
@@ -1331,6 +1390,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--cluster", type=int, metavar="N",
                        help="start ZooKeeper and N of our brokers (replication factor "
                             "min(N, 3))")
+    p.add_argument("--versus", metavar="CMD",
+                   help="then run the same plan against this peer broker command (as "
+                        "--broker-cmd) and print both tables and a side-by-side comparison")
+    p.add_argument("--versus-label", default="peer", help="the peer's name in the tables")
     p.add_argument("--broker-pid", type=int, action="append", default=[],
                    help="with --bootstrap: a broker's pid, for RSS/CPU (repeatable)")
     p.add_argument("--broker-set", action="append", default=[], metavar="KEY=VALUE",
@@ -1361,6 +1424,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def compile_bytecode() -> None:
+    """Compile kbroker's modules once, as ``pip install`` does for an installed package:
+    where PYTHONDONTWRITEBYTECODE is set (or the tree is fresh), every launch would
+    otherwise compile ~70 modules from source and start-up would time the compiler."""
+    import compileall
+
+    compileall.compile_dir(REPO_ROOT / "kbroker", quiet=1)
+
+
 def start_main(args: argparse.Namespace, workdir: Path, zoo: Zoo,
                startup: dict[str, Any]) -> Target:
     """The run's target, after ``--startup-trials`` timed launches (the last one stays)."""
@@ -1368,6 +1440,8 @@ def start_main(args: argparse.Namespace, workdir: Path, zoo: Zoo,
         target = attach(args)
         target.replication = args.replication_factor or target.replication
         return target
+    if args.kind != "command":
+        compile_bytecode()
     brokers = args.cluster or 1
     for trial in range(1, max(1, args.startup_trials) + 1):
         target = launch(args, workdir, zoo, args.kind, brokers, f"broker{trial}")
@@ -1380,8 +1454,8 @@ def start_main(args: argparse.Namespace, workdir: Path, zoo: Zoo,
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole run of the plan against the target ``args`` name; its report."""
     plan = make_plan(args)
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]}
@@ -1422,12 +1496,26 @@ def main(argv: list[str] | None = None) -> int:
         zoo.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    report = build_report(args, plan, target, startup, memory, extras, machine)
-    text = json.dumps(report, indent=2)
+    return build_report(args, plan, target, startup, memory, extras, machine)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = measure(args)
+    text = render_table(report)
+    output: dict[str, Any] = report
+    if args.versus:  # the same plan against the peer, right after ours
+        peer_args = argparse.Namespace(**vars(args))
+        peer_args.broker_cmd, peer_args.kind = args.versus, "command"
+        peer_args.cluster, peer_args.bootstrap = None, None
+        peer_args.label = args.versus_label
+        peer = measure(peer_args)
+        text += "\n\n" + render_table(peer) + "\n\n" + render_comparison(report, peer)
+        output = {"ok": report["ok"], "kbroker": report, "versus": peer}
     if args.json_out:
-        args.json_out.write_text(text + "\n")
-    print(text if args.json else render_table(report), flush=True)
-    return 0 if report["ok"] else 1
+        args.json_out.write_text(json.dumps(output, indent=2) + "\n")
+    print(json.dumps(output, indent=2) if args.json else text, flush=True)
+    return 0 if report["ok"] else 1  # a peer's failed rows are its own, shown as FAILED
 
 
 def on_sigterm(signum, frame) -> None:
