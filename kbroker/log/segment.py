@@ -131,6 +131,9 @@ class LogSegment:
         self._rolling_timestamp: int | None = None
         self._bytes_since_index = 0
         self._dirty = False
+        # (position, header) of the batch appended last: a consumer at the tail asks for
+        # it (or for what follows) on every fetch, and needs no index lookup or scan
+        self._tail_batch: tuple[int, BatchHeader] | None = None
         if create:
             self._file = SegmentFile.open(self.log_path, create=True)
             self.size = 0
@@ -291,6 +294,9 @@ class LogSegment:
         self, offset: int, start_position: int = 0
     ) -> tuple[int, BatchHeader] | None:
         """(position, header) of the first batch whose last offset >= ``offset``."""
+        tail = self._tail_batch
+        if tail is not None and offset >= tail[1].base_offset and start_position <= tail[0]:
+            return tail if offset <= tail[1].last_offset else None
         position = max(self.offset_index.lookup(offset)[1], start_position)
         for pos, header, _ in self._scan(position):
             if header.last_offset >= offset:
@@ -356,6 +362,7 @@ class LogSegment:
         self._max_timestamp, self._offset_of_max_timestamp = max_ts, offset_of_max
         self.size = pos
         self._next_offset = headers[-1].next_offset
+        self._tail_batch = (pos - headers[-1].size, headers[-1])
 
     # ---- reads ---------------------------------------------------------------------
 
@@ -418,6 +425,7 @@ class LogSegment:
         if self._time_index is not None:
             self._time_index.close()
         self.size = os.fstat(self._fd()).st_size
+        self._tail_batch = None
         base = self.base_offset
         interval = self.config.index_interval_bytes
         idx_offsets, idx_positions = array("i"), array("i")
@@ -483,6 +491,7 @@ class LogSegment:
         self.time_index.truncate_to(offset)
         os.ftruncate(self._fd(), position)
         self.size = position
+        self._tail_batch = None
         self._dirty = True
         self._bytes_since_index = 0
         self._next_offset = None
