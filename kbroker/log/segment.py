@@ -387,7 +387,9 @@ class LogSegment:
             max_position = self.size
         limit = max(max_bytes, header.size) if min_one_batch else max_bytes
         size = min(max_position - position, limit)
-        if size <= 0:
+        if size < header.size:
+            # not even the first batch fits: nothing, as Kafka sends (a consumer given only
+            # part of one batch can make no progress and fails)
             return EMPTY_SLICE
         self._fd()
         return FileSlice(self.log_path, position, size, self._file)

@@ -84,6 +84,18 @@ def test_read_bounds(log_dir):
     assert partial.size == 400 > split_batches(plog.read(0, 1).read_bytes())[0].size
 
 
+def test_read_without_room_for_a_whole_first_batch_is_empty(log_dir):
+    # a later partition of a fetch whose byte budget is nearly spent: Kafka sends nothing
+    # rather than the front of a batch (a consumer could make no progress with it)
+    plog = PartitionLog(log_dir)
+    _append_many(plog, 2)
+    first = split_batches(plog.read(0, 1).read_bytes())[0]
+    assert plog.read(0, first.size - 1, min_one_batch=False).size == 0
+    exact = plog.read(0, first.size, min_one_batch=False)
+    assert [h.base_offset for h in split_batches(exact.read_bytes())] == [0]
+    assert plog.read(0, first.size + 10, min_one_batch=False).size == first.size + 10
+
+
 def test_append_validates(log_dir):
     plog = PartitionLog(log_dir, LogConfig(segment_bytes=1000))
     batch = bytearray(build_batch(2))
