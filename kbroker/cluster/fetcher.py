@@ -10,7 +10,9 @@ truncates a divergent tail, so no replica keeps a record the leader does not hav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from kbroker.cluster.fetch_session_handler import FetchSessionHandler
@@ -79,12 +81,15 @@ class ReplicaFetcher:
         self.settings = settings
         self.partitions: dict[Key, Partition] = {}
         self._unchecked: set[Key] = set()  # still to truncate against the leader's epochs
-        self._paused: set[Key] = set()  # refused by the leader until the state changes
+        # refused by the leader: retried after replica.fetch.backoff.ms (monotonic time), or
+        # at once when the partition's state changes here (Kafka's delayed partitions)
+        self._paused: dict[Key, float] = {}
         self._changed = asyncio.Event()
         self._peer = PeerConnection(
             registry, leader.host, leader.port, f"kbroker-replica-fetcher-{local_id}"
         )
         self._session = FetchSessionHandler()  # only what changed goes to the leader
+        self._inflight: asyncio.Task | None = None  # the Fetch out at the leader, if any
         self._task: asyncio.Task | None = None
         self._stopped = False
 
@@ -93,15 +98,17 @@ class ReplicaFetcher:
         key = (partition.topic.name, partition.index)
         self.partitions[key] = partition
         self._unchecked.add(key)
-        self._paused.discard(key)
+        self._paused.pop(key, None)
         self._changed.set()
+        if self._inflight is not None:  # a long-poll without it: ask again, with it, now
+            self._inflight.cancel()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def remove(self, key: Key) -> None:
         self.partitions.pop(key, None)
         self._unchecked.discard(key)
-        self._paused.discard(key)
+        self._paused.pop(key, None)
 
     async def stop(self) -> None:
         # the flag as well as the cancel: on Python < 3.12 asyncio.wait_for can swallow a
@@ -115,12 +122,22 @@ class ReplicaFetcher:
             await asyncio.wait([task], timeout=1)
         self._peer.close()
 
+    def _active(self) -> list[Key]:
+        """The partitions to fetch now (a paused one again once its back-off is over)."""
+        now = time.monotonic()
+        for key in [k for k, until in self._paused.items() if until <= now]:
+            del self._paused[key]
+        return [k for k in self.partitions if k not in self._paused]
+
     async def _run(self) -> None:
         while not self._stopped:
-            active = [k for k in self.partitions if k not in self._paused]
+            active = self._active()
             if not active:
                 self._changed.clear()
-                await self._changed.wait()
+                retry = min(self._paused.values(), default=None)
+                timeout = None if retry is None else max(0.0, retry - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
                 continue
             try:
                 for key in [k for k in active if k in self._unchecked]:
@@ -194,12 +211,13 @@ class ReplicaFetcher:
 
     def _pause(self, key: Key, code: int) -> None:
         log.info(
-            "leader %d refused %s-%d (%s); waiting for new leadership",
+            "leader %d refused %s-%d (%s); trying again in %d ms",
             self.leader.node_id,
             *key,
             ErrorCode(code).name,
+            self.settings.backoff_ms,
         )
-        self._paused.add(key)
+        self._paused[key] = time.monotonic() + self.settings.backoff_ms / 1000
 
     async def _fetch_once(self) -> bool:
         """One Fetch round; True if it brought records (or waited for them)."""
@@ -223,8 +241,8 @@ class ReplicaFetcher:
             for key, partition in requested.items()
         }
         settings = self.settings
-        try:
-            response = await self._call(
+        self._inflight = asyncio.ensure_future(
+            self._call(
                 FETCH,
                 {
                     "replica_id": self.local_id,
@@ -235,9 +253,19 @@ class ReplicaFetcher:
                 },
                 extra_wait_ms=settings.wait_max_ms,
             )
+        )
+        try:
+            response = await self._inflight
+        except asyncio.CancelledError:
+            self._session.reset()  # the connection was closed under the request
+            if self._stopped or asyncio.current_task().cancelling():
+                raise
+            return True  # cut short by add(): fetch again at once, new partitions included
         except BaseException:
             self._session.reset()  # the leader may or may not have seen this epoch
             raise
+        finally:
+            self._inflight = None
         self._session.received(response["error_code"], response["session_id"])
         if response["error_code"] in SESSION_ERRORS:
             log.info(
