@@ -72,8 +72,7 @@ async def handle(broker, request: Request) -> dict:
         topics.append(describe_topic(topic, with_operations, live))
     return {
         "brokers": [
-            {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in brokers
+            {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack} for b in brokers
         ],
         "cluster_id": store.cluster_id,
         "controller_id": broker.controller.controller_id,
