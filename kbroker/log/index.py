@@ -16,6 +16,7 @@ from bisect import bisect_left, bisect_right
 from .errors import CorruptIndex
 
 _SWAP = sys.byteorder == "little"
+_WRITE_BLOCK = 4096  # bytes of new entries gathered before one write
 
 
 def _read_file(path: str) -> bytes:
@@ -53,17 +54,39 @@ class _IndexFile:
         self.base_offset = base_offset
         self.max_entries = max(1, max_index_size // self.ENTRY_SIZE)
         self._fd: int | None = None
+        # New entries reach the file in blocks (and at flush/close), not one write each:
+        # a file missing its last entries is still a valid sparse index after a crash.
+        self._written = 0  # entries in the file
+        self._pending = bytearray()  # entries after those, not yet written
 
     def _file(self) -> int:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
-    def _append_bytes(self, data: bytes, entries_before: int) -> None:
-        os.pwrite(self._file(), data, entries_before * self.ENTRY_SIZE)
+    def _append_bytes(self, data: bytes) -> None:
+        self._pending += data
+        if len(self._pending) >= _WRITE_BLOCK:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            os.pwrite(self._file(), self._pending, self._written * self.ENTRY_SIZE)
+            self._written += len(self._pending) // self.ENTRY_SIZE
+            self._pending.clear()
 
     def _truncate_file(self, entries: int) -> None:
-        os.ftruncate(self._file(), entries * self.ENTRY_SIZE)
+        if entries >= self._written:
+            del self._pending[(entries - self._written) * self.ENTRY_SIZE :]
+        else:
+            self._pending.clear()
+            os.ftruncate(self._file(), entries * self.ENTRY_SIZE)
+            self._written = entries
+
+    def _rewritten(self, entries: int) -> None:
+        """The whole file now holds ``entries`` entries (after load or replace)."""
+        self._written = entries
+        self._pending.clear()
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -73,15 +96,18 @@ class _IndexFile:
         return len(self) >= self.max_entries
 
     def flush(self) -> None:
+        self._write_pending()
         if self._fd is not None:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        self._write_pending()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
     def delete(self) -> None:
+        self._pending.clear()
         self.close()
         try:
             os.unlink(self.path)
@@ -114,6 +140,7 @@ class OffsetIndex(_IndexFile):
             flat.byteswap()
         index._offsets = flat[0::2]
         index._positions = flat[1::2]
+        index._rewritten(len(index._offsets))
         index.sanity_check(log_size)
         return index
 
@@ -151,10 +178,9 @@ class OffsetIndex(_IndexFile):
         relative = offset - self.base_offset
         if self._offsets and relative <= self._offsets[-1]:
             raise ValueError(f"index offset {offset} is not above {self.last_offset}")
-        n = len(self._offsets)
         self._offsets.append(relative)
         self._positions.append(position)
-        self._append_bytes(relative.to_bytes(4, "big") + position.to_bytes(4, "big"), n)
+        self._append_bytes(relative.to_bytes(4, "big") + position.to_bytes(4, "big"))
 
     def lookup(self, offset: int) -> tuple[int, int]:
         """The largest entry with offset <= ``offset``: (offset, position).
@@ -176,6 +202,7 @@ class OffsetIndex(_IndexFile):
 
     def replace(self, offsets: array, positions: array) -> None:
         """Install rebuilt entries (relative offsets) and rewrite the file."""
+        self._pending.clear()  # the whole file is rewritten below
         self.close()
         self._offsets, self._positions = offsets, positions
         flat = array("i", bytes(8 * len(offsets)))
@@ -184,6 +211,7 @@ class OffsetIndex(_IndexFile):
         if _SWAP:
             flat.byteswap()
         _write_file(self.path, flat.tobytes())
+        self._rewritten(len(offsets))
 
 
 class TimeIndex(_IndexFile):
@@ -215,6 +243,7 @@ class TimeIndex(_IndexFile):
         if _SWAP:
             index._timestamps.byteswap()
             index._offsets.byteswap()
+        index._rewritten(n)
         index.sanity_check()
         return index
 
@@ -249,12 +278,9 @@ class TimeIndex(_IndexFile):
         relative = offset - self.base_offset
         if self._offsets and relative < self._offsets[-1]:
             return False
-        n = len(self._offsets)
         self._timestamps.append(timestamp)
         self._offsets.append(relative)
-        self._append_bytes(
-            timestamp.to_bytes(8, "big", signed=True) + relative.to_bytes(4, "big"), n
-        )
+        self._append_bytes(timestamp.to_bytes(8, "big", signed=True) + relative.to_bytes(4, "big"))
         return True
 
     def lookup(self, timestamp: int) -> tuple[int, int]:
@@ -276,6 +302,7 @@ class TimeIndex(_IndexFile):
             self._truncate_file(n)
 
     def replace(self, timestamps: array, offsets: array) -> None:
+        self._pending.clear()  # the whole file is rewritten below
         self.close()
         self._timestamps, self._offsets = timestamps, offsets
         ts = array("q", timestamps)
@@ -291,3 +318,4 @@ class TimeIndex(_IndexFile):
         for k in range(4):
             out[8 + k :: 12] = rel_view[k::4]
         _write_file(self.path, bytes(out))
+        self._rewritten(n)

@@ -39,11 +39,31 @@ def test_offset_index_truncate(tmp_path):
     index = OffsetIndex(path, 0)
     for i in range(1, 6):
         index.append(i * 10, i * 1000)
+    index.flush()  # entries reach the file in blocks, and at flush or close
+    assert os.path.getsize(path) == 40
     index.truncate_to(30)
     assert index.entries() == [(10, 1000), (20, 2000)]
     assert os.path.getsize(path) == 16
     index.append(25, 2500)
+    index.append(27, 2700)
+    index.truncate_to(27)  # drops an entry not yet written
+    index.close()
     assert OffsetIndex.load(path, 0).entries() == [(10, 1000), (20, 2000), (25, 2500)]
+
+
+def test_index_entries_are_written_in_blocks_and_at_close(tmp_path):
+    # a crash loses at most the last block: what is on disk is always a valid index
+    path = str(tmp_path / "0.index")
+    index = OffsetIndex(path, 0)
+    index.append(1, 100)
+    assert not os.path.exists(path) or os.path.getsize(path) == 0
+    for i in range(2, 1000):
+        index.append(i, i * 100)
+    on_disk = os.path.getsize(path)
+    assert 0 < on_disk < 999 * 8 and on_disk % 8 == 0
+    assert OffsetIndex.load(path, 0).entries() == index.entries()[: on_disk // 8]
+    index.close()
+    assert OffsetIndex.load(path, 0).entries() == index.entries()
 
 
 @pytest.mark.parametrize(
