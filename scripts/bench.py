@@ -57,7 +57,8 @@ Every phase is bounded (``--phase-timeout``; latency by ``--latency-seconds``); 
 with an error, a timeout or a wrong message count is reported as FAILED, never as a
 number, and the run goes on; the exit code is then 1. A row that could not be run here
 (e.g. no ZooKeeper) says "not run". ``--runs R`` repeats the throughput cells and reports
-the median run. The table goes to stdout (``--json`` prints JSON instead), ``--json-out
+the median msg/s (of an even R, the mean of the middle two; CPU figures from the lower
+middle run). The table goes to stdout (``--json`` prints JSON instead), ``--json-out
 FILE`` writes the JSON too. MB = 10^6 bytes of message values, GB = 10^9; MiB for memory.
 """
 
@@ -538,6 +539,11 @@ def create_topic(target: Target, topic: str, partitions: int, timeout: float = 6
             time.sleep(0.05)
 
 
+def consumer_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The throughput consumer's: client defaults, plus ``--consumer-set`` overrides."""
+    return {**CONSUMER_BASE, **dict(s.partition("=")[::2] for s in args.consumer_set)}
+
+
 def producer_settings(args: argparse.Namespace, w: Workload) -> dict[str, Any]:
     conf: dict[str, Any] = dict(THROUGHPUT_PRODUCER)
     conf["acks"] = w.acks
@@ -623,7 +629,7 @@ def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) 
     from confluent_kafka import Consumer, TopicPartition
 
     phase = Phase("consume", expected=expected)
-    consumer = Consumer({"bootstrap.servers": target.bootstrap, **CONSUMER_BASE})
+    consumer = Consumer({"bootstrap.servers": target.bootstrap, **consumer_settings(args)})
     try:
         count = nbytes = 0
         errors: list[str] = []
@@ -1090,15 +1096,19 @@ def run_plan(args: argparse.Namespace, plan: Plan, main: Target, workdir: Path,
 # Reporting
 # --------------------------------------------------------------------------------------
 def cell_phase(cell: Cell, name: str) -> dict[str, Any] | None:
-    """A cell's figure for one phase: the first failed run, else the median run by msg/s
-    (its own consistent numbers), with every run's msg/s beside it."""
+    """A cell's figure for one phase: the first failed run, else the median msg/s and MB/s
+    with the other figures of the (lower) median run, and every run's msg/s beside it."""
     phases = [r[name] for r in cell.runs if name in r]
     if not phases:
         return None
     failed = [p for p in phases if not p.ok]
     chosen = failed[0] if failed else sorted(phases, key=lambda p: p.msgs_per_s or 0)[
         (len(phases) - 1) // 2]
-    return dict(asdict(chosen), runs_msgs_per_s=[p.msgs_per_s for p in phases])
+    report = dict(asdict(chosen), runs_msgs_per_s=[p.msgs_per_s for p in phases])
+    if not failed:  # the median rate (of an even count: the mean of the middle two)
+        report["msgs_per_s"] = statistics.median(p.msgs_per_s for p in phases)
+        report["mb_per_s"] = statistics.median(p.mb_per_s for p in phases)
+    return report
 
 
 def cell_report(cell: Cell) -> dict[str, Any]:
@@ -1321,7 +1331,7 @@ def build_report(args: argparse.Namespace, plan: Plan, target: Target | None,
         "broker": broker,
         "client_settings": {
             "producer": producer,
-            "consumer": dict(CONSUMER_BASE),
+            "consumer": consumer_settings(args),
             "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0],
         },
@@ -1400,6 +1410,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="--set for our broker(s) (repeatable)")
     p.add_argument("--producer-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a throughput producer setting (repeatable)")
+    p.add_argument("--consumer-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a throughput consumer setting (repeatable), e.g. "
+                        "fetch.queue.backoff.ms=10 to see past librdkafka's queue-full pauses")
     p.add_argument("--label", default="", help="a name for this run in the table and JSON")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
