@@ -625,6 +625,15 @@ def high_watermarks(target: Target, topic: str, partitions: int) -> int:
     return sum(f.result(15).offset for f in futures.values())
 
 
+def settle_replication(target: Target, topic: str, partitions: int, produced: int,
+                       timeout: float = 60) -> None:
+    """Wait (untimed) until the high watermarks reach what was produced: an acks=1 cell's
+    followers still copying must not slow the next cell down."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and high_watermarks(target, topic, partitions) < produced:
+        time.sleep(0.05)
+
+
 def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) -> Phase:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -1003,6 +1012,8 @@ def run_cell(args: argparse.Namespace, w: Workload, target: Target) -> dict[str,
         elif w.consume:
             phases += bounded(["consume"], bound, phase_consume, args, w, target, topic,
                               w.messages)
+        elif phases[0].ok and target.brokers > 1:
+            settle_replication(target, topic, w.partitions, w.messages)
     for phase in phases:
         target.moved_bytes += phase.bytes
         if phase.ok:
@@ -1269,7 +1280,7 @@ def render_comparison(ours: dict[str, Any], peer: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, str]] = []
 
     def add(label: str, a: float | None, b: float | None, spec: str, better: str) -> None:
-        ratio = "n/a" if a is None or not b else f"{a / b:.2f}x"
+        ratio = "n/a" if a is None or not b else f"{a / b:.3g}x"
         rows.append((f"{label} ({better} is better)", fmt(a, spec), fmt(b, spec), ratio))
 
     def rate(phase: dict[str, Any] | None) -> float | None:
