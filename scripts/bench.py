@@ -138,20 +138,21 @@ def proc_status_kib(pid: int, key: str) -> int | None:
     return None
 
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of the process (all its threads), in seconds."""
+def proc_cpu_seconds(pid: int, kernel_only: bool = False) -> float | None:
+    """utime + stime of the process (all its threads), or stime alone, in seconds."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # fields from 3 (state) on
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15
+    system = int(fields[12])  # field 15
+    return (system if kernel_only else int(fields[11]) + system) / CLK_TCK
 
 
-def cpu_seconds(pids: list[int]) -> float | None:
+def cpu_seconds(pids: list[int], kernel_only: bool = False) -> float | None:
     """CPU seconds summed over the brokers; None if any cannot be read (or no pids)."""
-    values = [proc_cpu_seconds(pid) for pid in pids]
+    values = [proc_cpu_seconds(pid, kernel_only) for pid in pids]
     return None if not values or None in values else sum(values)
 
 
@@ -462,12 +463,17 @@ class CpuMeter:
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.start = cpu_seconds(pids)
+        self.kernel_start = cpu_seconds(pids, kernel_only=True)
         self.client_start = time.process_time()
         self.client_s = 0.0
+        self.kernel_s: float | None = None  # of the broker's, in system calls (copies)
 
     def elapsed(self) -> float | None:
         end = cpu_seconds(self.pids)
+        kernel_end = cpu_seconds(self.pids, kernel_only=True)
         self.client_s = time.process_time() - self.client_start
+        if kernel_end is not None and self.kernel_start is not None:
+            self.kernel_s = kernel_end - self.kernel_start
         return None if end is None or self.start is None else end - self.start
 
 
@@ -610,6 +616,7 @@ def phase_produce(args, w: Workload, target: Target, topic: str) -> Phase:
     phase.bytes = phase.messages * w.size
     phase.finish(seconds, cpu.elapsed())
     phase.extra["client_cpu_s"] = cpu.client_s
+    phase.extra["broker_kernel_s"] = cpu.kernel_s
     return phase
 
 
@@ -671,6 +678,7 @@ def phase_consume(args, w: Workload, target: Target, topic: str, expected: int) 
         phase.extra["log_end_offsets_sum"] = hw
         phase.extra["first_batch_s"] = first
         phase.extra["client_cpu_s"] = cpu.client_s
+        phase.extra["broker_kernel_s"] = cpu.kernel_s
         phase.extra["consumer_pauses"] = len(pauses)
         phase.extra["consumer_paused_s"] = sum(pauses)
         if count < expected:
@@ -1198,9 +1206,13 @@ def render_table(report: dict[str, Any]) -> str:
             if e["extra"].get("consumer_pauses"):
                 pauses = (f"; consumer paused {e['extra']['consumer_pauses']}x, "
                           f"{e['extra']['consumer_paused_s']:.1f} s in all")
+            kernel = ""
+            if e["extra"].get("broker_kernel_s") is not None and e["broker_cpu_s"]:
+                kernel = f" ({e['extra']['broker_kernel_s'] / e['broker_cpu_s']:.0%} kernel)"
             rows.append((label, f"{fmt(e['msgs_per_s'])} msg/s",
                          f"{fmt(e['mb_per_s'], ',.1f')} MB/s, broker "
-                         f"{fmt(e['broker_cpu_s_per_gb'], '.1f')} CPU s/GB{spread}{pauses}"))
+                         f"{fmt(e['broker_cpu_s_per_gb'], '.1f')} CPU s/GB{kernel}"
+                         f"{spread}{pauses}"))
     if report["idle_connections"]:
         rows.append(("-- scale: idle consumers (Fetch long-polls, max_wait "
                      f"{IDLE_MAX_WAIT_MS} ms)", "", ""))
