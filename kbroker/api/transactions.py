@@ -60,7 +60,7 @@ def write_marker(
 ) -> None:
     """Write one COMMIT/ABORT control batch to a partition this broker hosts."""
     partition = broker.hosted_partition_by_name(topic, index)
-    partition.producers.check_marker(producer_id, epoch)
+    partition.producers.check_marker(producer_id, epoch, coord_epoch)
     key, value = end_txn_marker(commit, coord_epoch)
     batch = build_batch(
         [(key, value, None, None)],

@@ -106,13 +106,26 @@ class ProducerStateTable:
                 AbortedTxn(producer_id, first, offset, log_end if unstable is None else unstable)
             )
 
-    def check_marker(self, producer_id: int, epoch: int) -> None:
-        """Raise INVALID_PRODUCER_EPOCH if a marker of ``epoch`` would go back in time."""
+    def check_marker(
+        self, producer_id: int, epoch: int, coordinator_epoch: int | None = None
+    ) -> None:
+        """Raise INVALID_PRODUCER_EPOCH if a marker of ``epoch`` would go back in time, and
+        TRANSACTION_COORDINATOR_FENCED if it comes from a coordinator older than the one
+        that wrote the producer's last marker (a zombie coordinator, as Kafka checks it on
+        the leader; replicated and replayed markers are not checked)."""
         entry = self.producers.get(producer_id)
-        if entry is not None and epoch < entry.epoch:
+        if entry is None:
+            return
+        if epoch < entry.epoch:
             raise KafkaError(
                 ErrorCode.INVALID_PRODUCER_EPOCH,
                 f"marker epoch {epoch} of producer {producer_id} is older than {entry.epoch}",
+            )
+        if coordinator_epoch is not None and coordinator_epoch < entry.coordinator_epoch:
+            raise KafkaError(
+                ErrorCode.TRANSACTION_COORDINATOR_FENCED,
+                f"marker for producer {producer_id} from coordinator epoch "
+                f"{coordinator_epoch}, older than {entry.coordinator_epoch}",
             )
 
     def truncate_aborted(self, log_start: int) -> None:

@@ -105,6 +105,21 @@ def test_a_marker_bumping_the_epoch_resets_sequences_and_fences():
     table.check(txn_header(epoch=2, sequence=0))
 
 
+def test_a_marker_from_an_older_coordinator_is_fenced_on_the_leader_only():
+    table = ProducerStateTable()
+    appended(table, txn_header(epoch=0, sequence=0, records=3), 0)
+    table.check_marker(7, 0, coordinator_epoch=2)
+    table.record_marker(7, 0, True, 3, 4, coordinator_epoch=2)
+    appended(table, txn_header(epoch=0, sequence=3, records=1), 4)
+    with pytest.raises(KafkaError) as caught:
+        table.check_marker(7, 0, coordinator_epoch=1)  # a coordinator that lost its role
+    assert caught.value.code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    table.check_marker(7, 0, coordinator_epoch=2)  # the same coordinator again: fine
+    table.check_marker(7, 0, coordinator_epoch=3)  # its successor: fine
+    table.record_marker(7, 0, False, 5, 6, coordinator_epoch=1)  # replayed: not checked
+    assert table.producers[7].coordinator_epoch == 1
+
+
 def test_unknown_producer_and_control_batches_from_clients():
     table = ProducerStateTable()
     with pytest.raises(KafkaError) as caught:
