@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from kbroker.api.coordinator_partitions import CoordinatorPartitions
 from kbroker.api.ticker import Ticker
 from kbroker.cluster.metadata import Topic
 from kbroker.group.coordinator import (
     GroupConfig,
     GroupCoordinator,
     GroupState,
+    JoinRequest,
     _join_error,
     _sync_result,
 )
@@ -63,12 +65,9 @@ class GroupService:
         )
         self._ticker = Ticker(lambda: self.coordinator.poll(), TICK_SECONDS, "group coordinator")
         self.txn_offsets = PendingTxnOffsets()  # TxnOffsetCommits of open transactions
-        # Cluster mode: this broker coordinates the groups of the offsets partitions it
-        # leads, loaded when it becomes their leader (partition -> leader epoch), and
-        # unloaded when another broker takes over. A single broker leads them all.
-        self.track_leadership = broker.clustered
-        self.loaded: dict[int, int] = {}
-        broker.partition_listeners.append(self._leadership_changed)
+        self.partitions = CoordinatorPartitions(
+            broker, OFFSETS_TOPIC, self._load_partition, self._unload_partition
+        )
         self._load()
 
     # -- the offsets topic -------------------------------------------------------------
@@ -93,51 +92,33 @@ class GroupService:
     def partition_of(self, group_id: str, topic: Topic) -> int:
         return partition_for(group_id, len(topic.partitions))
 
+    @property
+    def track_leadership(self) -> bool:
+        return self.partitions.track_leadership
+
     def check(self, group_id: str) -> ErrorCode:
         """Whether this broker coordinates ``group_id``: NOT_COORDINATOR unless it leads
         (and has loaded) the group's ``__consumer_offsets`` partition."""
         if not self.track_leadership:
             return ErrorCode.NONE
-        topic = self.offsets_topic(create=False)
-        if topic is None:
-            return ErrorCode.NOT_COORDINATOR
-        index = self.partition_of(group_id, topic)
-        if index in self.loaded:
-            return ErrorCode.NONE
-        partition = self.broker.replicas.get(OFFSETS_TOPIC, index)
-        if partition is not None and partition.leader is not None:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-        return ErrorCode.NOT_COORDINATOR
+        return self.partitions.ownership(group_id)
 
-    def _leadership_changed(self, topic: str, index: int, leading: bool, epoch: int) -> None:
-        if topic != OFFSETS_TOPIC or not self.track_leadership:
-            return
-        if leading:
-            if self.loaded.get(index) == epoch:
-                return  # an ISR change while leading
-            if index in self.loaded:
-                self.unload_partition(index)  # led again at a new epoch: read it afresh
-            self.load_partition(index, epoch)
-        elif index in self.loaded:
-            self.unload_partition(index)
-
-    def load_partition(self, index: int, epoch: int = 0) -> None:
+    def _load_partition(self, index: int, epoch: int) -> bool:
         """Become the coordinator of the groups of offsets partition ``index``."""
         partition = self.broker.replicas.get(OFFSETS_TOPIC, index)
         if partition is None:
-            return
+            return False
         plog = partition.log
         name = f"{OFFSETS_TOPIC}-{index}"
         count = self.coordinator.load(
             replay(plog.iter_batches(plog.log_start_offset), self.txn_offsets, name)
         )
-        self.loaded[index] = epoch
         log.info("coordinating the groups of %s (epoch %d): %d loaded", name, epoch, count)
+        return True
 
-    def unload_partition(self, index: int) -> None:
+    def _unload_partition(self, index: int) -> None:
         """Stop coordinating the groups of offsets partition ``index`` (another broker
         leads it now): they are forgotten here, their members rejoin there."""
-        self.loaded.pop(index, None)
         topic = self.offsets_topic(create=False)
         if topic is None:
             return
@@ -158,13 +139,7 @@ class GroupService:
     async def replicated(self, group_id: str, timeout_ms: int) -> ErrorCode:
         """Wait until the group's offsets partition has its writes on the whole ISR
         (Kafka appends offset commits with acks=all)."""
-        topic = self.offsets_topic(create=False)
-        if topic is None:
-            return ErrorCode.NONE
-        partition = self.broker.replicas.get(OFFSETS_TOPIC, self.partition_of(group_id, topic))
-        if partition is None:
-            return ErrorCode.NONE
-        return await await_replicated(partition, timeout_ms)
+        return await self.partitions.replicated(group_id, timeout_ms)
 
     def _persist(self, group_id: str, records: list[tuple[bytes, bytes | None]]) -> None:
         topic = self.offsets_topic()
@@ -199,27 +174,6 @@ class GroupService:
 
     def stop_timer(self) -> None:
         self._ticker.stop()
-
-
-async def await_replicated(partition, timeout_ms: int) -> ErrorCode:
-    """Wait for the partition's high watermark to reach its log end (acks=all for the
-    coordinators' own writes); at once where this broker is the whole ISR."""
-    if partition.log.high_watermark >= partition.log.log_end_offset:
-        return ErrorCode.NONE
-    if partition.leader is None:
-        return ErrorCode.NOT_LEADER_OR_FOLLOWER
-    future = asyncio.get_running_loop().create_future()
-
-    def done(error: ErrorCode) -> None:
-        if not future.done():
-            future.set_result(error)
-
-    waiter = partition.await_replication(partition.log.log_end_offset, 1, done)
-    try:
-        return await asyncio.wait_for(future, timeout_ms / 1000)
-    except TimeoutError:
-        partition.forget_waiter(waiter)
-        return ErrorCode.REQUEST_TIMED_OUT
 
 
 def _service(broker) -> GroupService:
@@ -292,7 +246,7 @@ async def join_group(broker, request: Request) -> dict:
         result["protocol_name"] = "" if version < 7 else None
         return result
     future, resolve = _waiter()
-    broker.groups.coordinator.join(
+    join = JoinRequest(
         group_id=body["group_id"],
         member_id=body["member_id"],
         group_instance_id=body["group_instance_id"],
@@ -303,8 +257,8 @@ async def join_group(broker, request: Request) -> dict:
         protocol_type=body["protocol_type"],
         protocols=[(p["name"], p["metadata"]) for p in body["protocols"]],
         require_known_member_id=version >= 4,
-        callback=resolve,
     )
+    broker.groups.coordinator.join(join, resolve)
     result = await future
     if version < 7 and result["protocol_name"] is None:
         result["protocol_name"] = ""
@@ -327,7 +281,15 @@ async def sync_group(broker, request: Request) -> dict:
         assignments={a["member_id"]: a["assignment"] for a in body["assignments"]},
         callback=resolve,
     )
-    return await future
+    result = await future
+    service = broker.groups
+    if result["error_code"] == ErrorCode.NONE and service.track_leadership:
+        # as Kafka, the assignment is answered once the ISR has the group's record, so a
+        # coordinator taking over knows the generation its members were given
+        code = await service.replicated(body["group_id"], OFFSET_COMMIT_TIMEOUT_MS)
+        if code != ErrorCode.NONE:
+            return _sync_result(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+    return result
 
 
 async def heartbeat(broker, request: Request) -> dict:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kbroker.api.groups import await_replicated, commit_response
+from kbroker.api.coordinator_partitions import CoordinatorPartitions, await_replicated
+from kbroker.api.groups import commit_response
 from kbroker.api.ticker import Ticker
 from kbroker.cluster.metadata import BrokerInfo, Topic
 from kbroker.cluster.peer import PeerConnection, PeerError
@@ -109,17 +110,15 @@ class TransactionService:
         self._ticker = Ticker(
             lambda: self.coordinator.poll(), TICK_SECONDS, "transaction coordinator"
         )
-        # Cluster mode: the ids of the __transaction_state partitions this broker leads,
-        # loaded when it becomes their leader (partition -> leader epoch).
-        self.track_leadership = broker.clustered
-        self.loaded: dict[int, int] = {}
+        self.partitions = CoordinatorPartitions(
+            broker, TXN_TOPIC, self._load_partition, self._unload_partition
+        )
         # markers on their way: (transactional id, topic, index) -> the task writing it
         # (sent to another broker, or waiting for this broker's followers to copy it)
         self._marker_tasks: dict[tuple[str, str, int], asyncio.Task] = {}
         self._markers_done: set[tuple[str, str, int]] = set()
         self._peers: dict[int, tuple[PeerConnection, asyncio.Lock]] = {}
         self._retries: set[str] = set()  # ids whose markers are tried again shortly
-        broker.partition_listeners.append(self._leadership_changed)
         self._load()
         self.coordinator.recover()
 
@@ -160,19 +159,14 @@ class TransactionService:
                 return node
         raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
 
+    @property
+    def track_leadership(self) -> bool:
+        return self.partitions.track_leadership
+
     def check_coordinator(self, transactional_id: str) -> ErrorCode:
         """NOT_COORDINATOR unless this broker leads the id's state partition."""
         if self.track_leadership:
-            topic = self.state_topic(create=False)
-            if topic is None:
-                return ErrorCode.NOT_COORDINATOR
-            index = partition_for(transactional_id, len(topic.partitions))
-            if index in self.loaded:
-                return ErrorCode.NONE
-            partition = self.broker.replicas.get(TXN_TOPIC, index)
-            if partition is not None and partition.leader is not None:
-                return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-            return ErrorCode.NOT_COORDINATOR
+            return self.partitions.ownership(transactional_id)
         try:
             node = self.coordinator_node(transactional_id)
         except KafkaError as exc:
@@ -192,37 +186,24 @@ class TransactionService:
             self.coordinator.load(self._records(topic))
 
     # -- leadership of the state partitions ---------------------------------------------
-    def _leadership_changed(self, topic: str, index: int, leading: bool, epoch: int) -> None:
-        if topic != TXN_TOPIC or not self.track_leadership:
-            return
-        if leading:
-            if self.loaded.get(index) == epoch:
-                return  # an ISR change while leading
-            if index in self.loaded:
-                self.unload_partition(index)  # led again at a new epoch: read it afresh
-            self.load_partition(index, epoch)
-        elif index in self.loaded:
-            self.unload_partition(index)
-
     def _owned_by(self, index: int):
         count = len(self.state_topic(create=False).partitions)
         return lambda transactional_id: partition_for(transactional_id, count) == index
 
-    def load_partition(self, index: int, epoch: int = 0) -> None:
+    def _load_partition(self, index: int, epoch: int) -> bool:
         """Become the coordinator of the ids of state partition ``index``: load them and
         finish the transactions the previous coordinator left between Prepare and
         Complete (their markers are written again)."""
         topic = self.state_topic(create=False)
         if topic is None or self.broker.replicas.get(TXN_TOPIC, index) is None:
-            return
+            return False
         self.coordinator.load(self._records(topic, [index]))
-        self.loaded[index] = epoch
         log.info("coordinating the transactional ids of %s-%d (epoch %d)", TXN_TOPIC, index, epoch)
         self.coordinator.recover(self._owned_by(index))
+        return True
 
-    def unload_partition(self, index: int) -> None:
+    def _unload_partition(self, index: int) -> None:
         """Stop coordinating the ids of state partition ``index`` (another broker leads it)."""
-        self.loaded.pop(index, None)
         if self.state_topic(create=False) is None:
             return
         owned = self._owned_by(index)
@@ -234,14 +215,7 @@ class TransactionService:
 
     async def state_replicated(self, transactional_id: str) -> ErrorCode:
         """Wait until the id's state partition has its writes on the whole ISR."""
-        topic = self.state_topic(create=False)
-        if topic is None:
-            return ErrorCode.NONE
-        index = partition_for(transactional_id, len(topic.partitions))
-        partition = self.broker.replicas.get(TXN_TOPIC, index)
-        if partition is None:
-            return ErrorCode.NONE
-        code = await await_replicated(partition, REPLICATION_TIMEOUT_MS)
+        code = await self.partitions.replicated(transactional_id, REPLICATION_TIMEOUT_MS)
         return ErrorCode.NONE if code == ErrorCode.NONE else ErrorCode.COORDINATOR_NOT_AVAILABLE
 
     def _records(self, topic: Topic, indexes=None):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from kbroker.group import consumer_protocol
@@ -58,6 +58,34 @@ class GroupConfig:
     offsets_retention_check_interval_ms: int = 600000
     offset_metadata_max_bytes: int = 4096
     max_size: int = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """What a JoinGroup asks, as the coordinator's join steps need it."""
+
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout: int
+    rebalance_timeout: int  # -1 (JoinGroup v0): the session timeout
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    require_known_member_id: bool  # v4+: a new dynamic member first gets its id
+
+    def new_member(self, member_id: str) -> Member:
+        return Member(
+            member_id,
+            self.group_instance_id,
+            self.client_id,
+            self.client_host,
+            self.rebalance_timeout,
+            self.session_timeout,
+            self.protocol_type,
+            list(self.protocols),
+        )
 
 
 @dataclass
@@ -268,164 +296,79 @@ class GroupCoordinator:
         }
 
     # -- JoinGroup ------------------------------------------------------------------
-    def join(
-        self,
-        group_id: str,
-        member_id: str,
-        group_instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        require_known_member_id: bool,
-        callback: JoinCallback,
-    ) -> None:
+    def join(self, request: JoinRequest, callback: JoinCallback) -> None:
         """Handle a JoinGroup; ``callback`` gets the response fields, now or later."""
-        if rebalance_timeout < 0:
-            rebalance_timeout = session_timeout
-        if not group_id:
+        if request.rebalance_timeout < 0:
+            request = replace(request, rebalance_timeout=request.session_timeout)
+        member_id = request.member_id
+        if not request.group_id:
             return callback(_join_error(ErrorCode.INVALID_GROUP_ID, member_id))
         if not (
             self.config.min_session_timeout_ms
-            <= session_timeout
+            <= request.session_timeout
             <= self.config.max_session_timeout_ms
         ):
             return callback(_join_error(ErrorCode.INVALID_SESSION_TIMEOUT, member_id))
-        group = self.groups.get(group_id)
+        group = self.groups.get(request.group_id)
         if not member_id:
             if group is None:
-                group = self.groups[group_id] = Group(group_id, state_timestamp=self.clock())
-            self._join_new_member(
-                group,
-                group_instance_id,
-                client_id,
-                client_host,
-                session_timeout,
-                rebalance_timeout,
-                protocol_type,
-                protocols,
-                require_known_member_id and group_instance_id is None,
-                callback,
-            )
+                group = Group(request.group_id, state_timestamp=self.clock())
+                self.groups[request.group_id] = group
+            self._join_new_member(group, request, callback)
         else:
             if group is None:
                 return callback(_join_error(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
-            self._join_current_member(
-                group,
-                member_id,
-                group_instance_id,
-                client_id,
-                client_host,
-                session_timeout,
-                rebalance_timeout,
-                protocol_type,
-                protocols,
-                callback,
-            )
+            self._join_current_member(group, request, callback)
         if group.is_(GroupState.PREPARING_REBALANCE):
             self._try_complete_join(group)
 
-    def _join_new_member(
-        self,
-        group: Group,
-        instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        require_known_member_id: bool,
-        callback: JoinCallback,
-    ) -> None:
+    def _join_new_member(self, group: Group, request: JoinRequest, callback: JoinCallback) -> None:
         if group.is_(GroupState.DEAD):
             return callback(_join_error(ErrorCode.COORDINATOR_NOT_AVAILABLE))
-        if not group.supports(protocol_type, protocols):
+        if not group.supports(request.protocol_type, request.protocols):
             return callback(_join_error(ErrorCode.INCONSISTENT_GROUP_PROTOCOL))
-        new_member_id = f"{instance_id or client_id}-{self.new_id()}"
+        instance_id = request.group_instance_id
+        new_member_id = f"{instance_id or request.client_id}-{self.new_id()}"
         if instance_id is not None and instance_id in group.static_members:
             return self._replace_static_member(
-                group,
-                group.static_members[instance_id],
-                new_member_id,
-                session_timeout,
-                rebalance_timeout,
-                protocols,
-                callback,
+                group, group.static_members[instance_id], new_member_id, request, callback
             )
         if len(group.members) >= self.config.max_size:
             return callback(_join_error(ErrorCode.GROUP_MAX_SIZE_REACHED))
-        if require_known_member_id:
-            group.pending_members[new_member_id] = self.clock() + session_timeout
+        if request.require_known_member_id and instance_id is None:
+            group.pending_members[new_member_id] = self.clock() + request.session_timeout
             return callback(_join_error(ErrorCode.MEMBER_ID_REQUIRED, new_member_id))
-        member = Member(
-            new_member_id,
-            instance_id,
-            client_id,
-            client_host,
-            rebalance_timeout,
-            session_timeout,
-            protocol_type,
-            list(protocols),
-        )
-        self._add_member_and_rebalance(group, member, callback)
+        self._add_member_and_rebalance(group, request.new_member(new_member_id), callback)
 
     def _join_current_member(
-        self,
-        group: Group,
-        member_id: str,
-        instance_id: str | None,
-        client_id: str,
-        client_host: str,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        callback: JoinCallback,
+        self, group: Group, request: JoinRequest, callback: JoinCallback
     ) -> None:
+        member_id = request.member_id
         if group.is_(GroupState.DEAD):
             return callback(_join_error(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id))
-        if not group.supports(protocol_type, protocols):
+        if not group.supports(request.protocol_type, request.protocols):
             return callback(_join_error(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id))
         if member_id in group.pending_members:
             del group.pending_members[member_id]
-            member = Member(
-                member_id,
-                instance_id,
-                client_id,
-                client_host,
-                rebalance_timeout,
-                session_timeout,
-                protocol_type,
-                list(protocols),
-            )
-            return self._add_member_and_rebalance(group, member, callback)
-        if group.static_fenced(member_id, instance_id):
+            return self._add_member_and_rebalance(group, request.new_member(member_id), callback)
+        if group.static_fenced(member_id, request.group_instance_id):
             return callback(_join_error(ErrorCode.FENCED_INSTANCE_ID, member_id))
         member = group.members.get(member_id)
         if member is None:
             return callback(_join_error(ErrorCode.UNKNOWN_MEMBER_ID, member_id))
         state = group.state
         if state is GroupState.PREPARING_REBALANCE:
-            self._update_member_and_rebalance(
-                group, member, session_timeout, rebalance_timeout, protocols, callback
-            )
+            self._update_member_and_rebalance(group, member, request, callback)
         elif state is GroupState.COMPLETING_REBALANCE:
-            if member.matches(protocols):
+            if member.matches(request.protocols):
                 # The member lost our JoinGroup answer: give it the generation again.
                 callback(self._join_result(group, member, member_id == group.leader_id))
             else:
-                self._update_member_and_rebalance(
-                    group, member, session_timeout, rebalance_timeout, protocols, callback
-                )
+                self._update_member_and_rebalance(group, member, request, callback)
         elif state is GroupState.STABLE:
-            if member_id == group.leader_id or not member.matches(protocols):
+            if member_id == group.leader_id or not member.matches(request.protocols):
                 # A leader's JoinGroup forces a rebalance (e.g. for topic metadata changes).
-                self._update_member_and_rebalance(
-                    group, member, session_timeout, rebalance_timeout, protocols, callback
-                )
+                self._update_member_and_rebalance(group, member, request, callback)
             else:
                 callback(self._join_result(group, member, False))
         else:
@@ -449,28 +392,15 @@ class GroupCoordinator:
         self._maybe_prepare_rebalance(group, f"adding new member {member.member_id}")
 
     def _update_member_and_rebalance(
-        self,
-        group: Group,
-        member: Member,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocols: list[tuple[str, bytes]],
-        callback: JoinCallback,
+        self, group: Group, member: Member, request: JoinRequest, callback: JoinCallback
     ) -> None:
-        self._update_member(member, session_timeout, rebalance_timeout, protocols, callback)
+        self._update_member(member, request, callback)
         self._maybe_prepare_rebalance(group, f"member {member.member_id} rejoining")
 
-    def _update_member(
-        self,
-        member: Member,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocols: list[tuple[str, bytes]],
-        callback: JoinCallback,
-    ) -> None:
-        member.session_timeout = session_timeout
-        member.rebalance_timeout = rebalance_timeout
-        member.protocols = list(protocols)
+    def _update_member(self, member: Member, request: JoinRequest, callback: JoinCallback) -> None:
+        member.session_timeout = request.session_timeout
+        member.rebalance_timeout = request.rebalance_timeout
+        member.protocols = list(request.protocols)
         if member.join_callback is not None and member.join_callback is not callback:
             # An older JoinGroup of this member is still waiting: it is superseded.
             member.join_callback(_join_error(ErrorCode.REBALANCE_IN_PROGRESS, member.member_id))
@@ -481,9 +411,7 @@ class GroupCoordinator:
         group: Group,
         old_member_id: str,
         new_member_id: str,
-        session_timeout: int,
-        rebalance_timeout: int,
-        protocols: list[tuple[str, bytes]],
+        request: JoinRequest,
         callback: JoinCallback,
     ) -> None:
         current_leader = group.leader_id
@@ -504,7 +432,7 @@ class GroupCoordinator:
             group.pending_sync.add(new_member_id)
         member.last_heartbeat = self.clock()
         old_protocols = member.protocols
-        self._update_member(member, session_timeout, rebalance_timeout, protocols, callback)
+        self._update_member(member, request, callback)
         if group.is_(GroupState.STABLE):
             if group.select_protocol() == group.protocol_name:
                 # Same protocol: the static member takes its place back, no rebalance. The

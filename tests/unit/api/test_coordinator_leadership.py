@@ -44,8 +44,8 @@ def broker(tmp_path):
     broker.transactions.state_topic()
     # as in cluster mode, with every internal partition led and loaded at epoch 0
     for service in (broker.groups, broker.transactions):
-        service.track_leadership = True
-        service.loaded = {0: 0, 1: 0, 2: 0}
+        service.partitions.track_leadership = True
+        service.partitions.loaded = {0: 0, 1: 0, 2: 0}
     yield broker
     broker.close()
 
@@ -102,7 +102,7 @@ def test_groups_move_with_their_offsets_partition(broker):
     assert commit(broker, staying, 22) == ErrorCode.NONE
 
     lead(broker, OFFSETS, 1, False, 1)  # another broker leads partition 1 now
-    assert 1 not in broker.groups.loaded
+    assert 1 not in broker.groups.partitions.loaded
     assert moving not in broker.groups.coordinator.groups
     assert fetch(broker, moving) == (ErrorCode.NOT_COORDINATOR, None)
     assert commit(broker, moving, 12) == ErrorCode.NOT_COORDINATOR
@@ -111,7 +111,7 @@ def test_groups_move_with_their_offsets_partition(broker):
     assert fetch(broker, staying) == (ErrorCode.NONE, 22)  # other partitions: untouched
 
     lead(broker, OFFSETS, 1, True, 2)  # led again: loaded from the log
-    assert broker.groups.loaded[1] == 2
+    assert broker.groups.partitions.loaded[1] == 2
     assert fetch(broker, moving) == (ErrorCode.NONE, 11)
     assert commit(broker, moving, 13) == ErrorCode.NONE
     assert fetch(broker, moving) == (ErrorCode.NONE, 13)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from kbroker.group import records as rec
-from kbroker.group.coordinator import GroupConfig, GroupCoordinator, GroupState
+from kbroker.group.coordinator import GroupConfig, GroupCoordinator, GroupState, JoinRequest
 from kbroker.group.records import OffsetAndMetadata
 from kbroker.wire.errors import ErrorCode, KafkaError
 
@@ -58,7 +58,7 @@ class Harness:
         client_id="client",
     ) -> list[dict]:
         out: list[dict] = []
-        self.gc.join(
+        request = JoinRequest(
             group,
             member_id,
             instance,
@@ -69,8 +69,8 @@ class Harness:
             protocol_type,
             list(protocols),
             require_known,
-            out.append,
         )
+        self.gc.join(request, out.append)
         return out
 
     def join_new(self, **kwargs) -> list[dict]:
