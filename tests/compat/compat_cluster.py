@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from compat_broker import Broker
+from compat_helpers import wait_for
 
 from kbroker.cluster.election import LeaderAndIsr
 from kbroker.cluster.zookeeper import ZkStore
@@ -33,18 +34,6 @@ CLUSTER_SETTINGS = {
     "transaction.state.log.replication.factor": 3,
     "num.partitions": 3,
 }
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``condition()`` until it returns something true; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Cluster:

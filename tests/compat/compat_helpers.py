@@ -19,6 +19,18 @@ N_MESSAGES = 10_000
 PARTITIONS = 3
 
 
+def wait_for(condition, timeout: float = 15.0, what: str = "condition", interval: float = 0.05):
+    """Poll ``condition()`` until it returns something true; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def topic_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

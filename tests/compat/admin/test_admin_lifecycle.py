@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from compat_helpers import topic_name
+from compat_helpers import topic_name, wait_for
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
@@ -30,17 +30,6 @@ FAST = {
 @pytest.fixture
 def fast_broker(broker_factory):
     return broker_factory(FAST)
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def create(admin, name, partitions=1, **configs):

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from api_helpers import call
 
 from kbroker.config import BrokerConfig
 from kbroker.server.broker import Broker
-from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode
 from kbroker.wire.record import build_batch
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
-
-
-def call(broker, key: int, version: int, body: dict) -> dict:
-    """Decode-free call: fill the request's defaults from the schema, run the handler."""
-    api = broker.registry.apis[key]
-    full = {f.name: f.make_default() for f in api.request if version in f.versions}
-    full.update(body)
-    return asyncio.run(broker.handle(Request(key, version, 1, "test", full, 0)))
 
 
 @pytest.fixture

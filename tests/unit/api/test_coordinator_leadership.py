@@ -7,26 +7,17 @@ plays them."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from api_helpers import call
 
 from kbroker.config import BrokerConfig
 from kbroker.group.records import partition_for
 from kbroker.server.broker import Broker
-from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode
 
 OFFSETS, TXNS = "__consumer_offsets", "__transaction_state"
 OFFSET_COMMIT, OFFSET_FETCH, HEARTBEAT = 8, 9, 12
 INIT_PRODUCER_ID, DESCRIBE_TRANSACTIONS = 22, 65
-
-
-def call(broker, key: int, version: int, body: dict) -> dict:
-    api = broker.registry.apis[key]
-    full = {f.name: f.make_default() for f in api.request if version in f.versions}
-    full.update(body)
-    return asyncio.run(broker.handle(Request(key, version, 1, "test", full, 0)))
 
 
 @pytest.fixture

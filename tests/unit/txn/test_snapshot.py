@@ -32,6 +32,18 @@ ONE_ENTRY = bytes.fromhex(
 )
 
 
+def record_replays(monkeypatch) -> list:
+    """The headers ProducerStateTable.replay is given from now on (what start-up re-reads)."""
+    replayed = []
+    original = ProducerStateTable.replay
+    monkeypatch.setattr(
+        ProducerStateTable,
+        "replay",
+        lambda self, header, data: replayed.append(header) or original(self, header, data),
+    )
+    return replayed
+
+
 def test_the_file_format_round_trips_with_kafkas_layout():
     entry = SnapshotEntry(1, 2, 4, 10, 2, 1000, -1, -1)
     assert snapshot.encode([entry]) == ONE_ENTRY
@@ -147,13 +159,7 @@ def test_rolls_and_close_write_snapshots_and_restart_replays_only_the_tail(log_d
     assert snapshot.list_snapshots(log_dir)[-1] == plog.log_end_offset
     assert len(snapshot.list_snapshots(log_dir)) == snapshot.KEEP_SNAPSHOTS
 
-    replayed = []
-    original = ProducerStateTable.replay
-    monkeypatch.setattr(
-        ProducerStateTable,
-        "replay",
-        lambda self, header, data: replayed.append(header) or original(self, header, data),
-    )
+    replayed = record_replays(monkeypatch)
     restarted = Owner(open_log(log_dir))
     assert replayed == []  # the clean-shutdown snapshot is at the log end
     assert state(restarted.table) == before
@@ -180,18 +186,12 @@ def test_snapshot_plus_tail_equals_a_full_scan(log_dir, monkeypatch):
     owner.log.close()
     snapshots = snapshot.list_snapshots(log_dir)
 
-    replayed = []
-    original = ProducerStateTable.replay
-    monkeypatch.setattr(
-        ProducerStateTable,
-        "replay",
-        lambda self, header, data: replayed.append(header) or original(self, header, data),
-    )
+    replayed = record_replays(monkeypatch)
     plog = open_log(log_dir)
     table = ProducerStateTable()
     table.load(plog)
     assert replayed and min(h.base_offset for h in replayed) == snapshots[-1]
-    monkeypatch.setattr(ProducerStateTable, "replay", original)
+    monkeypatch.undo()  # the real replay again, for the full scan
     assert state(table) == state(full_scan(plog))
     plog.close()
 
