@@ -82,6 +82,9 @@ class Partition:
     def make_leader(self, isr_version: int = 0) -> None:
         """Lead with the current state (a new leader, or a new epoch/ISR while leading)."""
         state = self.state
+        # As Kafka's makeLeader: the epoch starts at the log end now, so its checkpoint
+        # write (and fsync) happens here rather than on the first produce's path.
+        self.log.leader_epoch_cache.assign(state.leader_epoch, self.log.log_end_offset)
         if self.leader is None:
             self.leader = LeaderReplicaState.become_leader(
                 self.local_id,
