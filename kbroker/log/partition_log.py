@@ -14,8 +14,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from kbroker.txn.snapshot import delete_above as delete_snapshots_above
-from kbroker.txn.snapshot import delete_below as delete_snapshots_below
 from kbroker.wire.records import HEADER_SIZE, BatchHeader, parse_header, split_batches, stamp
 
 from .config import LOG_APPEND_TIME, LogConfig
@@ -29,6 +27,8 @@ from .segment import (
     FileSlice,
     LogSegment,
 )
+from .snapshot_files import delete_above as delete_snapshots_above
+from .snapshot_files import delete_below as delete_snapshots_below
 
 # ListOffsets special timestamps
 LATEST_TIMESTAMP = -1

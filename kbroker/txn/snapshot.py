@@ -36,12 +36,12 @@ import struct
 
 from crc32c import crc32c
 
+from kbroker.log.snapshot_files import delete_above, delete_snapshot, list_snapshots, snapshot_path
 from kbroker.txn.producer_state import BatchMetadata, ProducerEntry, ProducerStateTable
 from kbroker.wire.records import NO_SEQUENCE
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOT_VERSION = 1
 KEEP_SNAPSHOTS = 3
 
@@ -183,44 +183,6 @@ def has_transactions(entries: list[SnapshotEntry]) -> bool:
 # -- files ---------------------------------------------------------------------------
 
 
-def snapshot_path(directory: str, offset: int) -> str:
-    return os.path.join(directory, f"{offset:020d}{SNAPSHOT_SUFFIX}")
-
-
-def list_snapshots(directory: str) -> list[int]:
-    """The offsets of the snapshots in ``directory``, oldest first."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    offsets = []
-    for name in names:
-        stem, _, suffix = name.partition(".")
-        if "." + suffix == SNAPSHOT_SUFFIX and len(stem) == 20 and stem.isdigit():
-            offsets.append(int(stem))
-    return sorted(offsets)
-
-
-def _unlink(directory: str, offset: int) -> None:
-    try:
-        os.unlink(snapshot_path(directory, offset))
-    except FileNotFoundError:
-        pass
-
-
-def delete_above(directory: str, offset: int) -> None:
-    """Truncation: snapshots past the new log end describe records that are gone."""
-    for snap in list_snapshots(directory):
-        if snap > offset:
-            _unlink(directory, snap)
-
-
-def delete_below(directory: str, offset: int) -> None:
-    for snap in list_snapshots(directory):
-        if snap < offset:
-            _unlink(directory, snap)
-
-
 def write(directory: str, offset: int, table: ProducerStateTable, log_start: int = 0) -> None:
     """Write the snapshot at ``offset`` (durably: temp file, fsync, rename), then drop
     snapshots below ``log_start`` and all but the newest :data:`KEEP_SNAPSHOTS`."""
@@ -234,7 +196,7 @@ def write(directory: str, offset: int, table: ProducerStateTable, log_start: int
     offsets = list_snapshots(directory)
     for i, snap in enumerate(offsets):
         if snap < log_start or i < len(offsets) - KEEP_SNAPSHOTS:
-            _unlink(directory, snap)
+            delete_snapshot(directory, snap)
 
 
 def read(directory: str, offset: int) -> list[SnapshotEntry]:
