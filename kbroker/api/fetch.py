@@ -63,7 +63,7 @@ def _read_partition(
         if committed:  # the aborted transactions the client must drop
             result["aborted_transactions"] = [
                 {"producer_id": txn.producer_id, "first_offset": txn.first_offset}
-                for txn in partition.producers.aborted_between(fetch_offset, stable)
+                for txn in log.aborted_transactions(fetch_offset, stable)
             ]
     except KafkaError as exc:
         result.update(error_code=exc.code, high_watermark=-1)

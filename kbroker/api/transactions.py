@@ -71,7 +71,7 @@ def write_marker(
         control=True,
     )
     appended = _append(partition, batch)
-    partition.producers.record_marker(
+    aborted = partition.producers.record_marker(
         producer_id,
         epoch,
         commit,
@@ -79,6 +79,8 @@ def write_marker(
         partition.log.log_end_offset,
         coord_epoch,
     )
+    if aborted is not None:
+        partition.log.append_aborted(aborted)
     if topic == OFFSETS_TOPIC:
         broker.transactions.complete_group_offsets(producer_id, commit, index)
     partition.appended()

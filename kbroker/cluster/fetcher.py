@@ -311,7 +311,11 @@ class ReplicaFetcher:
             plog.append_as_follower(records, headers)
             position = 0
             for header in headers:
-                partition.producers.replay(header, records[position : position + header.size])
+                aborted = partition.producers.replay(
+                    header, records[position : position + header.size]
+                )
+                if aborted is not None:
+                    plog.append_aborted(aborted)
                 position += header.size
         plog.high_watermark = min(result["high_watermark"], plog.log_end_offset)
         partition.appended()

@@ -14,17 +14,24 @@ fetch:
    ``segment.bytes``) with their indexes. The log object is not touched.
 3. :meth:`LogCleaner.commit` (owner thread, a few renames): the crash-safe swap.
 
+The cleaned segment's ``.txnindex`` holds the entries of all its sources: control
+batches are always kept, so every ABORT marker they index is still there (Kafka's
+cleaner, too, indexes each aborted transaction whose marker it keeps). Unlike the other
+indexes it cannot be rebuilt from the segment alone, so it is part of the commit.
+
 The swap of a group of source segments for the cleaned segment ``<base>``:
 
-a. ``<base>.log.cleaned`` -> ``<base>.log.swap``, directory synced: the commit point.
+a. ``<base>.txnindex.cleaned`` (if any) -> ``<base>.txnindex.swap``, then
+   ``<base>.log.cleaned`` -> ``<base>.log.swap``, directory synced: the commit point.
 b. the source segments' files -> ``*.deleted`` (removed ``file.delete.delay.ms`` later,
    so fetches in flight still read them).
-c. ``<base>.index.cleaned``/``.timeindex.cleaned`` -> ``.index``/``.timeindex``, then
-   ``<base>.log.swap`` -> ``<base>.log``.
+c. ``<base>.index.cleaned``/``.timeindex.cleaned`` -> ``.index``/``.timeindex``,
+   ``<base>.txnindex.swap`` -> ``.txnindex``, then ``<base>.log.swap`` -> ``<base>.log``.
 
-Recovery (``PartitionLog`` loading): ``.cleaned`` files are dropped (the cleaning is
-lost, the sources are intact); a ``.log.swap`` file is a committed cleaning, so the
-segments in its offset range are removed and it is renamed into place. At every point
+Recovery (``PartitionLog`` loading): ``.cleaned`` files, and a ``.txnindex.swap`` without
+its ``.log.swap``, are dropped (the cleaning is lost, the sources are intact); a
+``.log.swap`` file is a committed cleaning, so the segments in its offset range are
+removed and it is renamed into place with its ``.txnindex.swap``. At every point
 the log is the old one or the new one, and any mix is still a valid log, since the
 cleaner only ever removes records that a later record with the same key supersedes.
 
@@ -62,6 +69,7 @@ from .checkpoint import CorruptCheckpoint, read_offsets, write_offsets
 from .index import OffsetIndex, TimeIndex
 from .partition_log import SWAP_SUFFIX, PartitionLog, _now_ms
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, segment_file_name
+from .txn_index import TXN_INDEX_SUFFIX, write_file
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,7 @@ class CleanPlan:
     log: PartitionLog
     groups: list[list[LogSegment]]  # consecutive source segments, one output each
     sources: list[tuple[int, int, str, int]]  # (base, size, path, largest ts) snapshot
+    aborted: dict[int, bytes]  # base -> the source's .txnindex entries (snapshot)
     first_dirty: int
     end_offset: int  # the first offset not cleaned (a segment base)
     dirty_ratio: float
@@ -198,6 +207,7 @@ class LogCleaner:
             log=plog,
             groups=groups,
             sources=[(s.base_offset, s.size, s.log_path, s.largest_timestamp) for s in cleanable],
+            aborted={s.base_offset: s.txn_index.to_bytes() for s in cleanable},
             first_dirty=first_dirty,
             end_offset=ends[-1],
             dirty_ratio=ratio,
@@ -233,7 +243,7 @@ class LogCleaner:
                         if kept is not None:
                             writer.write(kept)
                 result.bytes_written += writer.size
-                writer.finish()
+                writer.finish(b"".join(plan.aborted[s.base_offset] for s in group))
                 result.groups.append(CleanedGroup(base, group, writer.size))
         except BaseException:
             self.discard(result)
@@ -265,7 +275,7 @@ class LogCleaner:
         """Remove the ``.cleaned`` files of a cleaning that will not be committed."""
         directory = result.plan.log.directory
         for group in result.plan.groups:
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                 path = os.path.join(
                     directory, segment_file_name(group[0].base_offset, suffix) + CLEANED_SUFFIX
                 )
@@ -295,6 +305,8 @@ class LogCleaner:
         for group in result.groups:
             if group.size:
                 log_path = os.path.join(directory, segment_file_name(group.base, LOG_SUFFIX))
+                txn_path = os.path.join(directory, segment_file_name(group.base, TXN_INDEX_SUFFIX))
+                _replace_if_there(txn_path + CLEANED_SUFFIX, txn_path + SWAP_SUFFIX)
                 os.replace(log_path + CLEANED_SUFFIX, log_path + SWAP_SUFFIX)
                 _sync_dir(directory)
                 yield "swap file committed"
@@ -305,6 +317,7 @@ class LogCleaner:
                 for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
                     path = os.path.join(directory, segment_file_name(group.base, suffix))
                     os.replace(path + CLEANED_SUFFIX, path)
+                _replace_if_there(txn_path + SWAP_SUFFIX, txn_path)
                 os.replace(log_path + SWAP_SUFFIX, log_path)
                 _sync_dir(directory)
                 new = LogSegment(directory, group.base, plog.config)
@@ -447,7 +460,8 @@ def _rebuild(header: BatchHeader, records: list[Record]) -> bytes:
 
 
 class _SegmentWriter:
-    """Writes ``<base>.log.cleaned`` and its ``.index.cleaned``/``.timeindex.cleaned``."""
+    """Writes ``<base>.log.cleaned`` and its ``.index.cleaned``/``.timeindex.cleaned``
+    (and ``.txnindex.cleaned`` when the sources indexed aborted transactions)."""
 
     def __init__(self, directory: str, base: int, interval: int, index_bytes: int) -> None:
         self.base = base
@@ -457,6 +471,9 @@ class _SegmentWriter:
         )
         self.time_index_path = (
             os.path.join(directory, segment_file_name(base, TIME_INDEX_SUFFIX)) + CLEANED_SUFFIX
+        )
+        self.txn_index_path = (
+            os.path.join(directory, segment_file_name(base, TXN_INDEX_SUFFIX)) + CLEANED_SUFFIX
         )
         self.interval = interval
         self.index_bytes = index_bytes
@@ -482,8 +499,9 @@ class _SegmentWriter:
         self.size += header.size
         self.since += header.size
 
-    def finish(self) -> None:
-        """Sync the log file and write the indexes (no files at all if nothing was kept)."""
+    def finish(self, aborted: bytes) -> None:
+        """Sync the log file and write the indexes, ``aborted`` being the txn index's
+        entries (no files at all if nothing was kept)."""
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -497,6 +515,15 @@ class _SegmentWriter:
         offset_index.replace(self.offsets, self.positions)
         time_index = TimeIndex(self.time_index_path, self.base, self.index_bytes)
         time_index.replace(self.timestamps, self.ts_offsets)
+        if aborted:
+            write_file(self.txn_index_path, aborted)
+
+
+def _replace_if_there(source: str, target: str) -> None:
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        pass
 
 
 def _sync_dir(directory: str) -> None:

@@ -1,8 +1,12 @@
 """One topic-partition's log: offset assignment, segments, reads, recovery, truncation.
 
 The directory is ``<log.dir>/<topic>-<partition>`` and holds Kafka's files:
-``<20-digit base offset>.log/.index/.timeindex`` and ``leader-epoch-checkpoint``.
+``<20-digit base offset>.log/.index/.timeindex/.txnindex`` and ``leader-epoch-checkpoint``.
 Plain synchronous file IO; nothing here waits on anything.
+
+Aborted transactions are indexed per segment (``.txnindex``, :mod:`kbroker.log.txn_index`)
+by whoever appends their ABORT marker (:meth:`PartitionLog.append_aborted`), and read
+back for read_committed fetches by :meth:`PartitionLog.aborted_transactions`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .segment import (
 )
 from .snapshot_files import delete_above as delete_snapshots_above
 from .snapshot_files import delete_below as delete_snapshots_below
+from .txn_index import TXN_INDEX_SUFFIX, AbortedTxn
 
 # ListOffsets special timestamps
 LATEST_TIMESTAMP = -1
@@ -37,6 +42,8 @@ MAX_TIMESTAMP = -3
 
 _STALE_SUFFIXES = (".deleted", ".cleaned", ".swap", ".tmp")
 SWAP_SUFFIX = ".swap"
+_INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
+_SEGMENT_SUFFIXES = (LOG_SUFFIX, *_INDEX_SUFFIXES)
 
 
 def complete_swaps(directory: str, names: list[str]) -> None:
@@ -45,7 +52,7 @@ def complete_swaps(directory: str, names: list[str]) -> None:
     A ``<base>.log.swap`` file is a cleaned segment that was committed: it replaces
     every segment whose base offset lies in its offset range. Those (if still there)
     are removed, the stale indexes of ``base`` too (they are rebuilt on first use),
-    and the swap file becomes ``<base>.log``.
+    the cleaned ``<base>.txnindex.swap`` (if any) and the swap file take their places.
     """
     for name in sorted(names):
         if not name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
@@ -57,12 +64,15 @@ def complete_swaps(directory: str, names: list[str]) -> None:
             stem, dot, suffix = other.partition(".")
             if (
                 dot
-                and "." + suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+                and "." + suffix in _SEGMENT_SUFFIXES
                 and len(stem) == 20
                 and stem.isdigit()
                 and base <= int(stem) < max(end, base + 1)
             ):
                 os.unlink(os.path.join(directory, other))
+        txn_swap = os.path.join(directory, name.split(".", 1)[0] + TXN_INDEX_SUFFIX + SWAP_SUFFIX)
+        if os.path.exists(txn_swap):
+            os.replace(txn_swap, txn_swap[: -len(SWAP_SUFFIX)])
         os.replace(swap, swap[: -len(SWAP_SUFFIX)])
 
 
@@ -154,6 +164,9 @@ class PartitionLog:
         # called with the log end when a segment rolls and at close: the owner writes its
         # producer-state snapshot there (kbroker.txn.snapshot)
         self.on_snapshot: Callable[[int], None] | None = None
+        stale = [segment.base_offset for segment in self._segments if segment.txn_index_stale]
+        if stale:
+            self._rebuild_txn_indexes(stale[0])
 
     # ---- loading -------------------------------------------------------------------
 
@@ -176,7 +189,7 @@ class PartitionLog:
         logs = {f"{b:020d}" for b in bases}
         for name in names:
             stem, dot, suffix = name.partition(".")
-            if "." + suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX) and stem not in logs:
+            if "." + suffix in _INDEX_SUFFIXES and stem not in logs:
                 os.unlink(os.path.join(directory, name))  # an index without its log
         now = self.clock()
         for base in sorted(bases):
@@ -187,6 +200,7 @@ class PartitionLog:
             for i in range(first, len(self._segments)):
                 segment = self._segments[i]
                 truncated = segment.recover()
+                segment.drop_txn_index()  # rebuilt below, as Kafka's recovery does
                 segment.flush()
                 broken = expected is not None and segment.base_offset < expected
                 if truncated or broken:
@@ -200,6 +214,22 @@ class PartitionLog:
                 expected = segment.next_offset
         if not self._segments:
             self._add_segment(self._new_segment(log_start_offset or 0))
+
+    def _rebuild_txn_indexes(self, from_offset: int) -> None:
+        """Re-index the aborted transactions of the segments from ``from_offset`` on (their
+        ``.txnindex`` was found corrupt, or they were recovered after an unclean shutdown).
+
+        An entry needs its transaction's first offset and the LSO at the abort: producer
+        state, replayed from a snapshot at or before ``from_offset`` (or the log start), as
+        Kafka's LogLoader does. It happens here, while loading, so that no log is ever
+        served or closed with a half-built index.
+        """
+        from kbroker.txn.producer_state import ProducerStateTable  # the replay lives there
+
+        ProducerStateTable().load(self, rebuild_from=from_offset)
+        for segment in self._segments:
+            segment.txn_index.flush()
+            segment.txn_index_stale = False
 
     def _add_segment(self, segment: LogSegment) -> None:
         self._segments.append(segment)
@@ -471,6 +501,31 @@ class PartitionLog:
             for header, data in segment.batches_with_data(start):
                 if header.last_offset >= start_offset:
                     yield header, data
+
+    # ---- aborted transactions --------------------------------------------------------
+
+    def append_aborted(self, txn: AbortedTxn) -> bool:
+        """Index an aborted transaction in the segment holding its ABORT marker (Kafka's
+        ``updateTxnIndex``). False, and nothing written, when that index already lists it
+        or a later abort: a replay over markers that were indexed before (start-up,
+        truncation) leaves the files as they are."""
+        index = self._segments[max(0, bisect_right(self._bases, txn.last_offset) - 1)].txn_index
+        last = index.last_offset
+        if last is not None and last >= txn.last_offset:
+            return False
+        index.append(txn)
+        return True
+
+    def aborted_transactions(self, start: int, end: int) -> list[AbortedTxn]:
+        """The aborted transactions overlapping offsets [start, end), for a read_committed
+        fetch: the segments' indexes from the one holding ``start`` on, until an entry
+        shows that no later one can overlap (Kafka's ``collectAbortedTransactions``)."""
+        found: list[AbortedTxn] = []
+        segments = self._segments  # not sliced: a consumer far behind walks many of them
+        for i in range(max(0, bisect_right(self._bases, start) - 1), len(segments)):
+            if segments[i].txn_index.collect(start, end, found):
+                break
+        return found
 
     def _segments_from(self, offset: int) -> list[LogSegment]:
         i = max(0, bisect_right(self._bases, offset) - 1)

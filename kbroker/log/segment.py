@@ -1,4 +1,4 @@
-"""One log segment: ``<base>.log`` with its ``.index`` and ``.timeindex``.
+"""One log segment: ``<base>.log`` with its ``.index``, ``.timeindex`` and ``.txnindex``.
 
 Batches are stored exactly as stamped by the partition log. Reads return a FileSlice
 (a byte range of the .log file) that the IO shell can send with ``sendfile``.
@@ -6,6 +6,7 @@ Batches are stored exactly as stamped by the partition log. Reads return a FileS
 
 from __future__ import annotations
 
+import logging
 import os
 from array import array
 from collections.abc import Callable, Iterator
@@ -17,6 +18,9 @@ from .config import LogConfig
 from .errors import CorruptIndex
 from .index import OffsetIndex, TimeIndex
 from .timestamps import first_record_at_or_after, offset_of_timestamp
+from .txn_index import TXN_INDEX_SUFFIX, TransactionIndex
+
+log = logging.getLogger(__name__)
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -121,6 +125,11 @@ class LogSegment:
         self.time_index_path = os.path.join(
             directory, segment_file_name(base_offset, TIME_INDEX_SUFFIX)
         )
+        txn_index_path = os.path.join(directory, segment_file_name(base_offset, TXN_INDEX_SUFFIX))
+        # True while the .txnindex lacks entries (found corrupt, or recovered after an
+        # unclean shutdown) until PartitionLog rebuilds them by replaying producer state
+        self.txn_index_stale = False
+        self._control_batches: bool | None = None  # whether recover() met any (None: no scan)
         self.created_ms = now_ms
         self._file: SegmentFile | None = None
         self._offset_index: OffsetIndex | None = None
@@ -145,9 +154,17 @@ class LogSegment:
             )
             for path in (self.index_path, self.time_index_path):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            self.txn_index = TransactionIndex(txn_index_path, base_offset)
+            self.txn_index.clear()
             self._next_offset = base_offset
         else:
             self.size = os.stat(self.log_path).st_size
+            try:
+                self.txn_index = TransactionIndex.load(txn_index_path, base_offset)
+            except CorruptIndex as exc:
+                log.warning("%s; rebuilding it from the log", exc)
+                self.txn_index = TransactionIndex(txn_index_path, base_offset)
+                self.drop_txn_index()
 
     def __repr__(self) -> str:
         return f"LogSegment({self.log_path!r}, size={self.size})"
@@ -437,6 +454,7 @@ class LogSegment:
         since = 0
         valid = 0
         first_ts: int | None = None
+        control = False
         try:
             for pos, header, data in self._scan(0, with_data=True, chunk=_RECOVER_CHUNK):
                 if crc_of(data, 0, header) != header.crc:
@@ -449,6 +467,7 @@ class LogSegment:
                     break
                 if first_ts is None:
                     first_ts = header.max_timestamp
+                control = control or header.is_control
                 if header.max_timestamp > max_ts:
                     max_ts, offset_of_max = header.max_timestamp, header.last_offset
                 if since > interval:
@@ -473,11 +492,21 @@ class LogSegment:
         self._offset_index.replace(idx_offsets, idx_positions)
         self._time_index = TimeIndex(self.time_index_path, base, max_size)
         self._time_index.replace(ts_values, ts_offsets)
+        self.txn_index.truncate_to(next_offset)  # aborts whose marker was cut off
+        self._control_batches = control
         self._next_offset = next_offset
         self._max_timestamp, self._offset_of_max_timestamp = max_ts, offset_of_max
         self._rolling_timestamp = first_ts
         self._bytes_since_index = since
         return truncated
+
+    def drop_txn_index(self) -> None:
+        """Empty the ``.txnindex`` (found corrupt, or recovered after an unclean shutdown)
+        for a rebuild from the log. That takes producer state, so the partition log does
+        it (:attr:`txn_index_stale`); a segment :meth:`recover` found without any control
+        batch has no abort to index and is complete at once."""
+        self.txn_index.clear()
+        self.txn_index_stale = self._control_batches is not False
 
     def truncate_to(self, offset: int) -> int:
         """Remove every batch holding offsets >= ``offset`` (the batch containing it too).
@@ -491,6 +520,7 @@ class LogSegment:
         removed = self.size - position
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         os.ftruncate(self._fd(), position)
         self.size = position
         self._tail_batch = None
@@ -512,6 +542,7 @@ class LogSegment:
             self._offset_index.flush()
         if self._time_index is not None:
             self._time_index.flush()
+        self.txn_index.flush()
 
     def on_become_inactive(self) -> None:
         """A newer segment took over: record the final max timestamp, sync, close indexes."""
@@ -547,6 +578,8 @@ class LogSegment:
             except FileNotFoundError:
                 continue
             renamed.append(path + DELETED_SUFFIX)
+        if self.txn_index.rename(self.txn_index.path + DELETED_SUFFIX):
+            renamed.append(self.txn_index.path)
         if self._file is not None:
             self._file.path = self.log_path + DELETED_SUFFIX
         self._file = None
@@ -558,6 +591,7 @@ class LogSegment:
             if index is not None:
                 index.close()
         self._file = None
+        self.txn_index.clear()
         for path in (self.log_path, self.index_path, self.time_index_path):
             try:
                 os.unlink(path)

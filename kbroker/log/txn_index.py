@@ -12,7 +12,7 @@ is the LSO just after the abort: every transaction still open then started at or
 it, so an entry whose LSO reaches the end of a fetched range proves that no later entry,
 in this segment or a later one, overlaps the range (Kafka's ``collectAbortedTxns``).
 
-The file is created with its first entry (no file: no aborted transaction in the
+The file exists while the segment has entries (no file: no aborted transaction in the
 segment). Its entries are also held in memory as the file's bytes: 34 bytes per aborted
 transaction still in the log, no Python object per entry, and a fetch bisects memory
 instead of reading files.
@@ -123,6 +123,8 @@ class TransactionIndex:
         """Add to ``into`` the entries overlapping offsets [start, end) (marker at or past
         ``start``, first offset below ``end``); True when no later entry can overlap."""
         data = self._data
+        if not data:
+            return False
         count = len(self)
         from_entry = bisect_left(range(count), start, key=self._last_offset_of)
         for i in range(from_entry, count):
@@ -136,7 +138,9 @@ class TransactionIndex:
     def truncate_to(self, offset: int) -> None:
         """Drop the entries whose marker is at or past ``offset`` (log truncation)."""
         keep = bisect_left(range(len(self)), offset, key=self._last_offset_of)
-        if keep < len(self):
+        if not keep:
+            self.clear()
+        elif keep < len(self):
             del self._data[keep * ENTRY_SIZE :]
             os.truncate(self.path, len(self._data))
 

@@ -8,19 +8,19 @@ the batch headers in the log (:meth:`ProducerStateTable.load`), from the newest
 producer-state snapshot (:mod:`kbroker.txn.snapshot`) onwards where one can be used.
 
 It also tracks transactions as Kafka's partition leader does: the first offset of each
-producer's ongoing transaction (the least of them bounds the last stable offset, LSO)
-and the aborted transactions, the index read_committed fetches return so clients drop
-aborted records. Kafka keeps that index in ``.txnindex`` files per segment; here it is
-kept in memory and rebuilt from the log's control batches at start-up.
+producer's ongoing transaction (the least of them bounds the last stable offset, LSO).
+An ABORT marker completes one into an :class:`AbortedTxn`, which the caller indexes in
+the log's ``.txnindex`` files (:meth:`PartitionLog.append_aborted`): read_committed
+fetches read the aborted transactions from there, so clients drop aborted records.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from kbroker.log.txn_index import AbortedTxn
 from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.record import decode_records, parse_end_txn_marker
 from kbroker.wire.records import NO_PRODUCER_ID, NO_SEQUENCE, BatchHeader
@@ -35,15 +35,6 @@ class BatchMetadata(NamedTuple):
     first_offset: int
     last_offset: int
     timestamp: int
-
-
-class AbortedTxn(NamedTuple):
-    """An aborted transaction of one partition (an entry of Kafka's ``.txnindex``)."""
-
-    producer_id: int
-    first_offset: int
-    last_offset: int  # the offset of the ABORT marker
-    last_stable_offset: int
 
 
 @dataclass
@@ -67,7 +58,6 @@ class ProducerStateTable:
     def __init__(self) -> None:
         self.producers: dict[int, ProducerEntry] = {}
         self.ongoing: dict[int, int] = {}  # producer id -> first offset of its open txn
-        self.aborted: list[AbortedTxn] = []  # in marker (last offset) order
 
     # -- transactions -------------------------------------------------------------------
     def first_unstable_offset(self) -> int | None:
@@ -79,11 +69,6 @@ class ProducerStateTable:
         first = self.first_unstable_offset()
         return high_watermark if first is None else min(first, high_watermark)
 
-    def aborted_between(self, start: int, end: int) -> list[AbortedTxn]:
-        """Aborted transactions overlapping offsets [start, end): for a fetch's answer."""
-        i = bisect_left(self.aborted, start, key=lambda txn: txn.last_offset)
-        return [txn for txn in self.aborted[i:] if txn.first_offset < end]
-
     def record_marker(
         self,
         producer_id: int,
@@ -92,19 +77,21 @@ class ProducerStateTable:
         offset: int,
         log_end: int,
         coordinator_epoch: int = 0,
-    ) -> None:
-        """A COMMIT/ABORT marker was appended at ``offset`` (``log_end``: the offset after)."""
+    ) -> AbortedTxn | None:
+        """A COMMIT/ABORT marker was appended at ``offset`` (``log_end``: the offset after).
+
+        Returns the transaction it aborted, for the log's ``.txnindex`` (None for a commit,
+        or an abort with no transaction open here), with the LSO right after it."""
         self.check_marker(producer_id, epoch)
         entry = self.producers.get(producer_id)
         if entry is None or entry.epoch != epoch:
             entry = self.producers[producer_id] = ProducerEntry(epoch)
         entry.coordinator_epoch = coordinator_epoch
         first = self.ongoing.pop(producer_id, None)
-        if first is not None and not commit:
-            unstable = self.first_unstable_offset()
-            self.aborted.append(
-                AbortedTxn(producer_id, first, offset, log_end if unstable is None else unstable)
-            )
+        if first is None or commit:
+            return None
+        unstable = self.first_unstable_offset()
+        return AbortedTxn(producer_id, first, offset, log_end if unstable is None else unstable)
 
     def check_marker(
         self, producer_id: int, epoch: int, coordinator_epoch: int | None = None
@@ -128,22 +115,19 @@ class ProducerStateTable:
                 f"{coordinator_epoch}, older than {entry.coordinator_epoch}",
             )
 
-    def truncate_aborted(self, log_start: int) -> None:
-        """Forget aborted transactions wholly below the log start (retention)."""
-        i = bisect_left(self.aborted, log_start, key=lambda txn: txn.last_offset)
-        if i:
-            del self.aborted[:i]
-
-    def load(self, log) -> None:
+    def load(self, log, rebuild_from: int | None = None) -> None:
         """Rebuild the state from a partition log (start-up, truncation): from its newest
-        usable snapshot and the batches after it, else from all its batches."""
+        usable snapshot and the batches after it, else from all its batches.
+
+        Each abort the replay meets is indexed in the log unless it already is, so the
+        log can rebuild the ``.txnindex`` of its segments from ``rebuild_from`` on: the
+        replay then starts from a snapshot at or before that offset."""
         from kbroker.txn import snapshot
 
-        replay_from = snapshot.load(self, log)
+        replay_from = snapshot.load(self, log, rebuild_from)
         if replay_from is None:
             self.producers.clear()
             self.ongoing.clear()
-            self.aborted.clear()
             replay_from = 0
         start = max(log.log_start_offset, replay_from)
         segments = log.segments
@@ -153,20 +137,23 @@ class ProducerStateTable:
             for position, header in segment.batches(0):
                 if header.last_offset >= start:
                     data = segment.read_at(position, header.size) if header.is_control else None
-                    self.replay(header, data)
+                    aborted = self.replay(header, data)
+                    if aborted is not None:
+                        log.append_aborted(aborted)
 
-    def replay(self, header: BatchHeader, data) -> None:
+    def replay(self, header: BatchHeader, data) -> AbortedTxn | None:
         """Apply a batch already written with its offsets (start-up, a follower's append);
-        ``data``, the batch's bytes, is needed only for a control batch."""
+        ``data``, the batch's bytes, is needed only for a control batch. Returns the
+        transaction an ABORT marker aborted, as :meth:`record_marker` does."""
         if not header.is_control:
             self.record(header, header.base_offset)
-            return
+            return None
         try:
             _, records = decode_records(data, verify_crc=False)
             marker = parse_end_txn_marker(records[0].key, records[0].value)
         except Exception:  # not a transaction marker: nothing to replay
-            return
-        self.record_marker(
+            return None
+        return self.record_marker(
             header.producer_id,
             header.producer_epoch,
             marker.commit,

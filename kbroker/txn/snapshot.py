@@ -18,10 +18,12 @@ recognised as a duplicate. kbroker writes one entry per retained batch (up to 5)
 first: the file stays readable by Kafka (its loader keeps the last entry of a producer
 id, i.e. the same one it would have written) and a restart loses none of them.
 
-Kafka keeps the aborted-transaction index in ``.txnindex`` files, not in snapshots;
-kbroker keeps it in memory. So a snapshot is used only when it shows no transactional
-history (no producer with a coordinator epoch or an open transaction): otherwise the
-state is rebuilt by a full scan of the log, which rebuilds the aborted list too.
+Transactions need nothing more: a snapshot holds each producer's open transaction
+(``CurrentTxnFirstOffset``) and the coordinator epoch of its last marker, and the
+aborted transactions are in the segments' ``.txnindex`` files (:mod:`kbroker.log.txn_index`),
+not in snapshots, as in Kafka. So a snapshot is used whatever the partition's
+transactional history; only a log rebuilding the txn index of some segments (after an
+unclean shutdown, or a corrupt index) asks for one at or before the first of them.
 
 Written when a segment rolls (at the new segment's base offset) and at a clean
 shutdown (at the log end); those below the log start, those above the log end after a
@@ -153,7 +155,6 @@ def entries_of(table: ProducerStateTable) -> list[SnapshotEntry]:
 def restore(table: ProducerStateTable, entries: list[SnapshotEntry]) -> None:
     table.producers.clear()
     table.ongoing.clear()
-    table.aborted.clear()
     for e in entries:
         entry = table.producers.get(e.producer_id)
         if entry is None or entry.epoch != e.epoch:
@@ -174,10 +175,6 @@ def restore(table: ProducerStateTable, entries: list[SnapshotEntry]) -> None:
         table.producers[e.producer_id] = entry
         if e.current_txn_first_offset >= 0:
             table.ongoing[e.producer_id] = e.current_txn_first_offset
-
-
-def has_transactions(entries: list[SnapshotEntry]) -> bool:
-    return any(e.coordinator_epoch >= 0 or e.current_txn_first_offset >= 0 for e in entries)
 
 
 # -- files ---------------------------------------------------------------------------
@@ -204,14 +201,15 @@ def read(directory: str, offset: int) -> list[SnapshotEntry]:
         return decode(f.read())
 
 
-def load(table: ProducerStateTable, plog) -> int | None:
+def load(table: ProducerStateTable, plog, at_most: int | None = None) -> int | None:
     """Restore ``table`` from the newest usable snapshot of ``plog`` (one between the
-    log start and the log end); the offset to replay the log from, or None when there
-    is none (or it shows transactions) and the whole log must be scanned."""
+    log start and the log end, or ``at_most`` if lower); the offset to replay the log
+    from, or None when there is none and the whole log must be scanned."""
     start, end = plog.log_start_offset, plog.log_end_offset
     delete_above(plog.directory, end)  # e.g. recovery cut the log short of them
+    limit = end if at_most is None else min(end, at_most)
     for offset in reversed(list_snapshots(plog.directory)):
-        if offset < start:
+        if offset < start or offset > limit:
             continue
         try:
             entries = read(plog.directory, offset)
@@ -220,8 +218,6 @@ def load(table: ProducerStateTable, plog) -> int | None:
                 "ignoring producer snapshot %s: %s", snapshot_path(plog.directory, offset), exc
             )
             continue
-        if has_transactions(entries):
-            return None  # the aborted-transaction list needs the whole log
         restore(table, entries)
         return offset
     return None

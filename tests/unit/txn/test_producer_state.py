@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbroker.txn.producer_state import ProducerStateTable
+from kbroker.txn.producer_state import AbortedTxn, ProducerStateTable
 from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.records import BatchHeader
 
@@ -73,20 +73,21 @@ def txn_header(producer_id=7, epoch=0, sequence=0, records=1) -> BatchHeader:
     return header(producer_id, epoch, sequence, records)._replace(attributes=0x10)
 
 
-def test_open_transactions_bound_the_lso_and_aborts_are_indexed():
+def test_open_transactions_bound_the_lso_and_an_abort_yields_its_index_entry():
     table = ProducerStateTable()
     assert table.last_stable_offset(10) == 10
     appended(table, txn_header(producer_id=1, records=2), 10)  # 10-11
     appended(table, txn_header(producer_id=2, records=1), 12)  # 12
     assert table.last_stable_offset(13) == 10
-    table.record_marker(1, 0, False, 13, 14)  # abort producer 1
+    # abort producer 1: its transaction 10..13, and the LSO then is producer 2's start
+    assert table.record_marker(1, 0, False, 13, 14) == AbortedTxn(1, 10, 13, 12)
     assert table.last_stable_offset(14) == 12
-    table.record_marker(2, 0, True, 14, 15)  # commit producer 2
+    assert table.record_marker(2, 0, True, 14, 15) is None  # a commit is not indexed
     assert table.last_stable_offset(15) == 15
-    assert [tuple(t) for t in table.aborted] == [(1, 10, 13, 12)]
-    assert table.aborted_between(0, 15)[0].first_offset == 10
-    assert table.aborted_between(14, 20) == []  # ended before the fetched range
-    assert table.aborted_between(0, 10) == []  # starts after it
+    appended(table, txn_header(producer_id=1, sequence=2), 15)
+    # nothing else open: the LSO after the abort is the offset after the marker
+    assert table.record_marker(1, 0, False, 16, 17) == AbortedTxn(1, 15, 16, 17)
+    assert table.record_marker(1, 0, False, 17, 18) is None  # no transaction open
 
 
 def test_a_marker_bumping_the_epoch_resets_sequences_and_fences():
@@ -158,7 +159,7 @@ def test_state_is_rebuilt_from_a_log(tmp_path):
         )
     table = ProducerStateTable()
     table.load(log)
-    assert [tuple(t) for t in table.aborted] == [(1, 0, 3, 1)]
+    assert log.aborted_transactions(0, log.log_end_offset) == [AbortedTxn(1, 0, 3, 1)]
     assert table.ongoing == {3: 2}
     assert table.last_stable_offset(log.log_end_offset) == 2
     assert table.find_duplicate(txn_header(producer_id=2)).first_offset == 1

@@ -243,7 +243,7 @@ def test_snapshots_above_the_log_end_at_start_up_are_removed(log_dir):
     plog.close()
 
 
-def test_transactional_history_falls_back_to_a_full_scan(log_dir, monkeypatch):
+def test_transactional_history_restarts_from_the_snapshot(log_dir, monkeypatch):
     owner = Owner(open_log(log_dir))
     plog = owner.log
     data = build_batch(
@@ -263,17 +263,34 @@ def test_transactional_history_falls_back_to_a_full_scan(log_dir, monkeypatch):
         control=True,
     )
     appended = plog.append(marker)
-    owner.table.record_marker(5, 0, False, appended.base_offset, plog.log_end_offset, 3)
+    aborted = owner.table.record_marker(5, 0, False, appended.base_offset, plog.log_end_offset, 3)
+    plog.append_aborted(aborted)
     fill(owner)
+    owner.produce(
+        build_batch(
+            [(None, b"open", None, None)],
+            producer_id=6,
+            producer_epoch=0,
+            base_sequence=0,
+            transactional=True,
+        )
+    )
+    open_at = plog.log_end_offset - 1
     plog.close()
-    (entry,) = [e for e in snapshot.read(log_dir, plog.log_end_offset) if e.producer_id == 5]
+    entries = snapshot.read(log_dir, plog.log_end_offset)
+    (entry,) = [e for e in entries if e.producer_id == 5]
     assert entry.coordinator_epoch == 3
-    assert snapshot.has_transactions([entry])
+    (entry,) = [e for e in entries if e.producer_id == 6]
+    assert entry.current_txn_first_offset == open_at
 
+    replayed = record_replays(monkeypatch)
     plog = open_log(log_dir)
     table = ProducerStateTable()
-    assert snapshot.load(table, plog) is None
     table.load(plog)
-    assert [tuple(t) for t in table.aborted] == [(5, 0, 1, 2)]
+    assert replayed == []  # the clean-shutdown snapshot at the log end was used
     assert state(table) == state(owner.table)
+    assert table.last_stable_offset(plog.log_end_offset) == open_at
+    # the aborted transaction comes from the first segment's .txnindex
+    assert plog.aborted_transactions(0, open_at) == [aborted]
+    assert aborted == (5, 0, 1, 2)
     plog.close()
