@@ -120,3 +120,30 @@ def test_transactions_survive_a_broker_restart(broker):
         b"committed",
         b"after-restart",
     ]
+
+
+def test_aborted_records_stay_hidden_after_restarts(broker):
+    topic = topic_name("txn-abort-restart")
+    create_topic(broker.bootstrap, topic, 1)
+    producer = txn_producer(broker.bootstrap, "txn-abort-restart")
+    producer.begin_transaction()
+    producer.produce(topic, value=b"kept", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    producer.begin_transaction()
+    for i in range(3):
+        producer.produce(topic, value=b"aborted-%d" % i, partition=0)
+    producer.flush(TIMEOUT)
+    producer.abort_transaction(TIMEOUT)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"after", partition=0)
+    producer.commit_transaction(TIMEOUT)
+    # kept 0, COMMIT 1, aborted 2-4, ABORT 5, after 6, COMMIT 7: the abort is indexed
+    index = broker.data_dir / f"{topic}-0" / "00000000000000000000.txnindex"
+    entry = index.read_bytes()
+    assert len(entry) == 34 and entry[:2] == b"\x00\x00"  # version 0
+    assert [int.from_bytes(entry[i : i + 8], "big") for i in (10, 18)] == [2, 5]
+    for how in ("term", "kill"):  # the snapshot and .txnindex; then recovery's rebuild
+        broker.restart(how)
+        committed = read_all(broker.bootstrap, topic, 1, "read_committed", expected=2)
+        assert [(o, v) for _, o, v in committed] == [(0, b"kept"), (6, b"after")], how
+        assert index.read_bytes() == entry, how
