@@ -47,7 +47,7 @@ class Partition:
         self.leader: LeaderReplicaState | None = None
         self.producers = ProducerStateTable()
         self.watchers: set[Callable[[], None]] = set()
-        self.producers.load(log)  # idempotence and open/aborted transactions, from the log
+        self.producers.load(log)  # idempotence and open transactions: snapshot + log tail
         log.on_snapshot = self._write_snapshot  # producer-state snapshots at rolls and close
 
     def _write_snapshot(self, offset: int) -> None:
