@@ -66,10 +66,10 @@ from kbroker.wire.records import (
 )
 
 from .checkpoint import CorruptCheckpoint, read_offsets, write_offsets
-from .index import OffsetIndex, TimeIndex
+from .index import OffsetIndex, TimeIndex, write_file
 from .partition_log import SWAP_SUFFIX, PartitionLog, _now_ms
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment, segment_file_name
-from .txn_index import TXN_INDEX_SUFFIX, write_file
+from .txn_index import TXN_INDEX_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -516,7 +516,7 @@ class _SegmentWriter:
         time_index = TimeIndex(self.time_index_path, self.base, self.index_bytes)
         time_index.replace(self.timestamps, self.ts_offsets)
         if aborted:
-            write_file(self.txn_index_path, aborted)
+            write_file(self.txn_index_path, aborted, sync=True)
 
 
 def _replace_if_there(source: str, target: str) -> None:

@@ -24,12 +24,16 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
-def _write_file(path: str, data: bytes) -> None:
+def write_file(path: str, data: bytes, sync: bool = False) -> None:
+    """Write a whole index file; ``sync`` makes it durable (the cleaner's copy for a
+    cleaned segment, which replaces the originals)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -210,7 +214,7 @@ class OffsetIndex(_IndexFile):
         flat[1::2] = positions
         if _SWAP:
             flat.byteswap()
-        _write_file(self.path, flat.tobytes())
+        write_file(self.path, flat.tobytes())
         self._rewritten(len(offsets))
 
 
@@ -317,5 +321,5 @@ class TimeIndex(_IndexFile):
             out[k::12] = ts_view[k::8]
         for k in range(4):
             out[8 + k :: 12] = rel_view[k::4]
-        _write_file(self.path, bytes(out))
+        write_file(self.path, bytes(out))
         self._rewritten(n)

@@ -173,15 +173,3 @@ class TransactionIndex:
         except FileNotFoundError:
             return False
         return True
-
-
-def write_file(path: str, data: bytes) -> None:
-    """Write a whole index durably (the cleaner's copy for a cleaned segment)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)

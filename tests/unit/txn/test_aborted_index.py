@@ -14,38 +14,33 @@ import pytest
 from kbroker.log import LogConfig, LogManager, PartitionLog
 from kbroker.log.cleaner import LogCleaner
 from kbroker.log.txn_index import ENTRY_SIZE, AbortedTxn
-from kbroker.txn import snapshot
 from kbroker.txn.producer_state import ProducerStateTable
 from kbroker.wire.record import build_batch, end_txn_marker
-from kbroker.wire.records import split_batches
+
+from .txn_helpers import Owner
 
 SMALL = dict(segment_bytes=400, file_delete_delay_ms=0)
 
 
-class Partition:
-    """What kbroker's Partition and WriteTxnMarkers do with a log and its producer state."""
+class Partition(Owner):
+    """Owner, plus what producers and WriteTxnMarkers do: transactional batches and
+    their COMMIT/ABORT markers, the aborts indexed as the leader does."""
 
     def __init__(self, plog: PartitionLog) -> None:
-        self.log = plog
-        self.table = ProducerStateTable()
-        self.table.load(plog)
-        plog.on_snapshot = lambda offset: snapshot.write(
-            plog.directory, offset, self.table, plog.log_start_offset
-        )
+        super().__init__(plog)
         self.sequences: dict[int, int] = {}
 
-    def produce(self, pid: int, key: bytes = b"k", records: int = 1) -> None:
+    def send(self, pid: int, key: bytes = b"k", records: int = 1) -> None:
         sequence = self.sequences.get(pid, 0)
-        data = build_batch(
-            [(key, b"v%d" % i, None, None) for i in range(records)],
-            producer_id=pid,
-            producer_epoch=0,
-            base_sequence=sequence,
-            transactional=True,
+        self.produce(
+            build_batch(
+                [(key, b"v%d" % i, None, None) for i in range(records)],
+                producer_id=pid,
+                producer_epoch=0,
+                base_sequence=sequence,
+                transactional=True,
+            )
         )
-        (header,) = split_batches(data)
-        self.table.check(header)
-        self.table.record(header, self.log.append(data).base_offset)
         self.log.high_watermark = self.log.log_end_offset
         self.sequences[pid] = sequence + records
 
@@ -88,7 +83,7 @@ def traffic(partition: Partition, steps: int = 160, seed: int = 7) -> list[Abort
             if txn is not None:
                 aborted.append(txn)
         else:
-            partition.produce(pid, b"key-%d" % (step % 4), records=1 + step % 2)
+            partition.send(pid, b"key-%d" % (step % 4), records=1 + step % 2)
             open_txns.add(pid)
     return aborted
 
@@ -153,8 +148,8 @@ def open_log(directory: str, **config) -> PartitionLog:
 
 def test_an_abort_is_indexed_in_the_segment_of_its_marker(log_dir):
     partition = Partition(open_log(log_dir))
-    partition.produce(7, records=3)  # offsets 0-2
-    partition.produce(8)  # 3, still open when 7 aborts
+    partition.send(7, records=3)  # offsets 0-2
+    partition.send(8)  # 3, still open when 7 aborts
     assert partition.end(7, commit=False) == AbortedTxn(7, 0, 4, 3)
     assert partition.end(8, commit=True) is None
     assert os.listdir(log_dir).count("00000000000000000000.txnindex") == 1
@@ -334,7 +329,7 @@ def test_an_unclean_shutdown_rebuilds_the_index_of_the_recovered_segments(log_di
 def test_a_restart_uses_the_snapshot_and_answers_as_before(log_dir, monkeypatch):
     partition = Partition(open_log(log_dir))
     aborted = traffic(partition)
-    partition.produce(1)  # a transaction open across the restart
+    partition.send(1)  # a transaction open across the restart
     plog = partition.log
     answers = {
         (start, end): plog.aborted_transactions(start, end)

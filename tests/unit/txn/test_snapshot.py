@@ -15,6 +15,8 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.record import build_batch, end_txn_marker
 from kbroker.wire.records import split_batches
 
+from .txn_helpers import Owner
+
 # version 1 | crc32c | count 1 | pid 1, epoch 2, last seq 4, last offset 10, delta 2,
 # timestamp 1000, coordinator epoch -1, current txn first offset -1
 ONE_ENTRY = bytes.fromhex(
@@ -90,24 +92,6 @@ def batch(pid: int, sequence: int, records: int = 1, epoch: int = 0) -> bytes:
         producer_epoch=epoch,
         base_sequence=sequence,
     )
-
-
-class Owner:
-    """What Partition does: a table fed by appends, snapshots written by the log's hook."""
-
-    def __init__(self, plog: PartitionLog) -> None:
-        self.log = plog
-        self.table = ProducerStateTable()
-        self.table.load(plog)
-        plog.on_snapshot = lambda offset: snapshot.write(
-            plog.directory, offset, self.table, plog.log_start_offset
-        )
-
-    def produce(self, data: bytes) -> None:
-        (header,) = split_batches(data)
-        self.table.check(header)
-        appended = self.log.append(data)
-        self.table.record(header, appended.base_offset)
 
 
 def open_log(directory: str) -> PartitionLog:
