@@ -23,7 +23,13 @@ from .checkpoint import (
     write_offsets,
 )
 from .config import LogConfig
-from .partition_log import PartitionLog, _now_ms, parse_partition_dir, partition_dir_name
+from .partition_log import (
+    PartitionLog,
+    TxnIndexRebuilder,
+    _now_ms,
+    parse_partition_dir,
+    partition_dir_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ class LogManager:
         *,
         config_for: Callable[[str], LogConfig] | None = None,
         clock: Callable[[], int] | None = None,
+        rebuild_txn_index: TxnIndexRebuilder | None = None,
     ):
         self.log_dirs = [log_dirs] if isinstance(log_dirs, str) else list(log_dirs)
         if not self.log_dirs:
@@ -54,6 +61,7 @@ class LogManager:
         self.default_config = config or LogConfig()
         self._config_for = config_for
         self.clock = clock or _now_ms
+        self.rebuild_txn_index = rebuild_txn_index
         self._logs: dict[TopicPartition, PartitionLog] = {}
         self._dir_of: dict[TopicPartition, str] = {}
         self.recovered: list[TopicPartition] = []  # partitions recovered at start-up
@@ -110,6 +118,7 @@ class LogManager:
                 log_start_offset=log_starts.get(tp),
                 high_watermark=high_watermarks.get(tp),
                 clock=self.clock,
+                rebuild_txn_index=self.rebuild_txn_index,
             )
             if not clean:
                 self.recovered.append(tp)
@@ -148,6 +157,7 @@ class LogManager:
             os.path.join(log_dir, partition_dir_name(topic, partition)),
             config or self.config_for(topic),
             clock=self.clock,
+            rebuild_txn_index=self.rebuild_txn_index,
         )
         self._logs[tp] = partition_log
         self._dir_of[tp] = log_dir

@@ -35,6 +35,10 @@ from .snapshot_files import delete_above as delete_snapshots_above
 from .snapshot_files import delete_below as delete_snapshots_below
 from .txn_index import TXN_INDEX_SUFFIX, AbortedTxn
 
+# Re-indexes the aborted transactions of a log's segments from an offset on by replaying
+# producer state: the txn layer's work, handed down by whoever builds the logs.
+TxnIndexRebuilder = Callable[["PartitionLog", int], None]
+
 # ListOffsets special timestamps
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
@@ -130,6 +134,7 @@ class PartitionLog:
         log_start_offset: int | None = None,
         high_watermark: int | None = None,
         clock: Callable[[], int] | None = None,
+        rebuild_txn_index: TxnIndexRebuilder | None = None,
     ):
         self.directory = directory
         self.config = config or LogConfig()
@@ -166,7 +171,7 @@ class PartitionLog:
         self.on_snapshot: Callable[[int], None] | None = None
         stale = [segment.base_offset for segment in self._segments if segment.txn_index_stale]
         if stale:
-            self._rebuild_txn_indexes(stale[0])
+            self._rebuild_txn_indexes(stale[0], rebuild_txn_index)
 
     # ---- loading -------------------------------------------------------------------
 
@@ -215,7 +220,7 @@ class PartitionLog:
         if not self._segments:
             self._add_segment(self._new_segment(log_start_offset or 0))
 
-    def _rebuild_txn_indexes(self, from_offset: int) -> None:
+    def _rebuild_txn_indexes(self, from_offset: int, rebuild: TxnIndexRebuilder | None) -> None:
         """Re-index the aborted transactions of the segments from ``from_offset`` on (their
         ``.txnindex`` was found corrupt, or they were recovered after an unclean shutdown).
 
@@ -224,9 +229,12 @@ class PartitionLog:
         Kafka's LogLoader does. It happens here, while loading, so that no log is ever
         served or closed with a half-built index.
         """
-        from kbroker.txn.producer_state import ProducerStateTable  # the replay lives there
-
-        ProducerStateTable().load(self, rebuild_from=from_offset)
+        if rebuild is None:
+            raise ValueError(
+                f"{self.directory}: its .txnindex files need rebuilding from offset "
+                f"{from_offset}, and no rebuild_txn_index was given"
+            )
+        rebuild(self, from_offset)
         for segment in self._segments:
             segment.txn_index.flush()
             segment.txn_index_stale = False

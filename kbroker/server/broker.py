@@ -24,6 +24,7 @@ from kbroker.config import TOPIC_SETTINGS, BrokerConfig
 from kbroker.log.cleaner import LogCleaner
 from kbroker.log.config import LogConfig
 from kbroker.log.manager import LogManager
+from kbroker.txn.producer_state import rebuild_aborted_index
 from kbroker.wire.connection import Request
 from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.registry import Registry
@@ -76,7 +77,11 @@ class Broker:
             ),
         )
         self._load_dynamic_configs()
-        self.logs = LogManager(str(data_dir), config_for=self._log_config_by_name)
+        self.logs = LogManager(
+            str(data_dir),
+            config_for=self._log_config_by_name,
+            rebuild_txn_index=rebuild_aborted_index,
+        )
         self.logs.startup()
         self.cleaner = LogCleaner(self.logs)
         self.replicas = ReplicaManager(self.logs, self.log_config, self.node.node_id)

@@ -242,3 +242,10 @@ class ProducerStateTable:
                     header.max_timestamp,
                 )
             )
+
+
+def rebuild_aborted_index(log, from_offset: int) -> None:
+    """Re-index the aborted transactions of ``log`` from ``from_offset`` on: the
+    rebuild_txn_index a LogManager hands its logs (their .txnindex was found corrupt, or
+    recovered after an unclean shutdown)."""
+    ProducerStateTable().load(log, rebuild_from=from_offset)

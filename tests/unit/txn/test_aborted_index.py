@@ -14,7 +14,7 @@ import pytest
 from kbroker.log import LogConfig, LogManager, PartitionLog
 from kbroker.log.cleaner import LogCleaner
 from kbroker.log.txn_index import ENTRY_SIZE, AbortedTxn
-from kbroker.txn.producer_state import ProducerStateTable
+from kbroker.txn.producer_state import ProducerStateTable, rebuild_aborted_index
 from kbroker.wire.record import build_batch, end_txn_marker
 
 from .txn_helpers import Owner
@@ -143,7 +143,9 @@ def log_dir(tmp_path):
 
 
 def open_log(directory: str, **config) -> PartitionLog:
-    return PartitionLog(directory, LogConfig(**{**SMALL, **config}))
+    return PartitionLog(
+        directory, LogConfig(**{**SMALL, **config}), rebuild_txn_index=rebuild_aborted_index
+    )
 
 
 def test_an_abort_is_indexed_in_the_segment_of_its_marker(log_dir):
@@ -226,7 +228,7 @@ def test_retention_and_delete_records_remove_the_segments_indexes(log_dir):
 
 def test_compaction_keeps_the_entries_of_the_segments_it_replaces(tmp_path):
     config = LogConfig(**SMALL, cleanup_policy="compact", min_cleanable_dirty_ratio=0.01)
-    manager = LogManager(str(tmp_path), config)
+    manager = LogManager(str(tmp_path), config, rebuild_txn_index=rebuild_aborted_index)
     manager.startup()
     partition = Partition(manager.get_or_create("t", 0))
     aborted = traffic(partition)
@@ -250,7 +252,9 @@ def test_a_crash_at_every_step_of_the_compaction_swap_keeps_the_entries(tmp_path
     config = LogConfig(**SMALL, cleanup_policy="compact", min_cleanable_dirty_ratio=0.01)
     crash_after = 0
     while True:
-        manager = LogManager(str(tmp_path / f"crash{crash_after}"), config)
+        manager = LogManager(
+            str(tmp_path / f"crash{crash_after}"), config, rebuild_txn_index=rebuild_aborted_index
+        )
         manager.startup()
         partition = Partition(manager.get_or_create("t", 0))
         aborted = traffic(partition, steps=80)
@@ -263,7 +267,11 @@ def test_a_crash_at_every_step_of_the_compaction_swap_keeps_the_entries(tmp_path
         finished = any(next(swap, None) is None for _ in range(crash_after))
         # kill -9 after ``crash_after`` steps: start again from the files
         recovered = PartitionLog(
-            plog.directory, config, recover=True, recovery_point=plog.recovery_point
+            plog.directory,
+            config,
+            recover=True,
+            recovery_point=plog.recovery_point,
+            rebuild_txn_index=rebuild_aborted_index,
         )
         names = os.listdir(recovered.directory)
         assert not [n for n in names if n.endswith((".cleaned", ".swap"))], crash_after
@@ -317,7 +325,11 @@ def test_an_unclean_shutdown_rebuilds_the_index_of_the_recovered_segments(log_di
     assert last_base >= recovery_point
     # kill -9: nothing closed; start again from the files
     recovered = PartitionLog(
-        log_dir, LogConfig(**SMALL), recover=True, recovery_point=recovery_point
+        log_dir,
+        LogConfig(**SMALL),
+        recover=True,
+        recovery_point=recovery_point,
+        rebuild_txn_index=rebuild_aborted_index,
     )
     assert recovered.log_end_offset == torn.last_offset
     assert file_bytes(recovered) == expected_files(recovered, aborted)
