@@ -89,7 +89,6 @@ def run_kafka_python() -> None:
     if CONFIG.get("instance"):
         options["group_instance_id"] = CONFIG["instance"]
     consumer = KafkaConsumer(
-        CONFIG["topic"],
         bootstrap_servers=CONFIG["bootstrap"],
         group_id=CONFIG["group"],
         enable_auto_commit=False,
@@ -99,6 +98,12 @@ def run_kafka_python() -> None:
         metadata_max_age_ms=1000,
         **options,
     )
+    # The topic's metadata first, then the subscription: kafka-python 3.0.12 otherwise
+    # joins before it knows the topic, rejoins once the metadata arrives, and under CPU
+    # load its consumer can stall after that second generation's SyncGroup (answered:
+    # its log shows the assignment) with heartbeats never re-enabled.
+    consumer.partitions_for_topic(CONFIG["topic"])
+    consumer.subscribe([CONFIG["topic"]])
     last = None
     while not stop.is_set():
         polled = consumer.poll(100, max_records=100)
