@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from compat_helpers import topic_name
 from confluent_kafka import KafkaException, TopicPartition
-from txn_helpers import TIMEOUT, create_topic, read_all, txn_producer
+from txn_helpers import (
+    TIMEOUT,
+    commit_one_by_one,
+    create_topic,
+    read_all,
+    txn_producer,
+    values_of,
+)
 
 
 def test_commit_visible_to_read_committed_abort_never(broker):
@@ -21,9 +28,7 @@ def test_commit_visible_to_read_committed_abort_never(broker):
         producer.produce(topic, value=b"aborted-%d" % i, partition=i % 2)
     producer.flush(TIMEOUT)
     producer.abort_transaction(TIMEOUT)
-    producer.begin_transaction()
-    producer.produce(topic, value=b"last", partition=0)
-    producer.commit_transaction(TIMEOUT)
+    commit_one_by_one(producer, topic, b"last")
 
     committed = read_all(broker.bootstrap, topic, 2, "read_committed", expected=11)
     assert sorted(v for _, _, v in committed) == sorted(
@@ -42,19 +47,14 @@ def test_open_transaction_holds_back_read_committed(broker):
     topic = topic_name("txn-open")
     create_topic(broker.bootstrap, topic, 1)
     plain = txn_producer(broker.bootstrap, "txn-open-a")
-    plain.begin_transaction()
-    plain.produce(topic, value=b"before", partition=0)
-    plain.commit_transaction(TIMEOUT)
+    commit_one_by_one(plain, topic, b"before")
     open_txn = txn_producer(broker.bootstrap, "txn-open-b")
     open_txn.begin_transaction()
     open_txn.produce(topic, value=b"pending", partition=0)
     open_txn.flush(TIMEOUT)
     # "before" at 0, its COMMIT marker at 1, "pending" at 2: the LSO stays at 2
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [b"before"]
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_uncommitted")] == [
-        b"before",
-        b"pending",
-    ]
+    assert values_of(broker.bootstrap, topic) == [b"before"]
+    assert values_of(broker.bootstrap, topic, "read_uncommitted") == [b"before", b"pending"]
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -70,10 +70,7 @@ def test_open_transaction_holds_back_read_committed(broker):
     finally:
         consumer.close()
     open_txn.commit_transaction(TIMEOUT)
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
-        b"before",
-        b"pending",
-    ]
+    assert values_of(broker.bootstrap, topic) == [b"before", b"pending"]
 
 
 def test_zombie_is_fenced(broker):
@@ -85,58 +82,43 @@ def test_zombie_is_fenced(broker):
     zombie.flush(TIMEOUT)
     # a new instance with the same transactional.id fences the old one and aborts its txn
     fresh = txn_producer(broker.bootstrap, "txn-zombie")
-    fresh.begin_transaction()
-    fresh.produce(topic, value=b"fresh", partition=0)
-    fresh.commit_transaction(TIMEOUT)
+    commit_one_by_one(fresh, topic, b"fresh")
     with pytest.raises(KafkaException) as caught:
         zombie.produce(topic, value=b"zombie-2", partition=0)
         zombie.commit_transaction(TIMEOUT)
     assert caught.value.args[0].fatal()
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [b"fresh"]
+    assert values_of(broker.bootstrap, topic) == [b"fresh"]
 
 
 def test_transactions_survive_a_broker_restart(broker):
     topic = topic_name("txn-restart")
     create_topic(broker.bootstrap, topic, 1)
     first = txn_producer(broker.bootstrap, "txn-restart")
-    first.begin_transaction()
-    first.produce(topic, value=b"committed", partition=0)
-    first.commit_transaction(TIMEOUT)
+    commit_one_by_one(first, topic, b"committed")
     first.begin_transaction()
     first.produce(topic, value=b"open-at-restart", partition=0)
     first.flush(TIMEOUT)
     broker.restart("kill")
     # the open transaction, rebuilt from the log, still holds read_committed back
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
-        b"committed"
-    ]
+    assert values_of(broker.bootstrap, topic) == [b"committed"]
     # the coordinator's state came back from __transaction_state: a new instance fences
     # the old producer and aborts its transaction
     second = txn_producer(broker.bootstrap, "txn-restart")
-    second.begin_transaction()
-    second.produce(topic, value=b"after-restart", partition=0)
-    second.commit_transaction(TIMEOUT)
-    assert [v for _, _, v in read_all(broker.bootstrap, topic, 1, "read_committed")] == [
-        b"committed",
-        b"after-restart",
-    ]
+    commit_one_by_one(second, topic, b"after-restart")
+    assert values_of(broker.bootstrap, topic) == [b"committed", b"after-restart"]
 
 
 def test_aborted_records_stay_hidden_after_restarts(broker):
     topic = topic_name("txn-abort-restart")
     create_topic(broker.bootstrap, topic, 1)
     producer = txn_producer(broker.bootstrap, "txn-abort-restart")
-    producer.begin_transaction()
-    producer.produce(topic, value=b"kept", partition=0)
-    producer.commit_transaction(TIMEOUT)
+    commit_one_by_one(producer, topic, b"kept")
     producer.begin_transaction()
     for i in range(3):
         producer.produce(topic, value=b"aborted-%d" % i, partition=0)
     producer.flush(TIMEOUT)
     producer.abort_transaction(TIMEOUT)
-    producer.begin_transaction()
-    producer.produce(topic, value=b"after", partition=0)
-    producer.commit_transaction(TIMEOUT)
+    commit_one_by_one(producer, topic, b"after")
     # kept 0, COMMIT 1, aborted 2-4, ABORT 5, after 6, COMMIT 7: the abort is indexed
     index = broker.data_dir / f"{topic}-0" / "00000000000000000000.txnindex"
     entry = index.read_bytes()

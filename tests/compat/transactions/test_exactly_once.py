@@ -12,7 +12,7 @@ from pathlib import Path
 from compat_broker import free_port
 from compat_helpers import topic_name
 from confluent_kafka import Producer
-from txn_helpers import TIMEOUT, create_topic, read_all, txn_producer
+from txn_helpers import TIMEOUT, create_topic, read_all, txn_producer, values_of
 
 APP = Path(__file__).with_name("ctp_app.py")
 N = 60
@@ -150,7 +150,7 @@ def test_idempotent_producer_with_lost_responses_writes_each_message_once_in_ord
         assert producer.flush(60) == 0
         assert errors == []
         assert proxy.dropped >= 3
-        values = [v for _, _, v in read_all(f"127.0.0.1:{port}", topic, 1, "read_uncommitted")]
+        values = values_of(f"127.0.0.1:{port}", topic, "read_uncommitted")
     finally:
         proxy.close()
     assert values == [b"%04d" % i for i in range(300)]

@@ -63,3 +63,16 @@ def read_all(
     finally:
         consumer.close()
     return sorted(out)
+
+
+def commit_one_by_one(producer: Producer, topic: str, *values: bytes) -> None:
+    """One transaction writing ``values`` to partition 0, committed."""
+    producer.begin_transaction()
+    for value in values:
+        producer.produce(topic, value=value, partition=0)
+    producer.commit_transaction(TIMEOUT)
+
+
+def values_of(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[bytes]:
+    """The values a consumer at ``isolation`` reads from partition 0 of ``topic``."""
+    return [value for _, _, value in read_all(bootstrap, topic, 1, isolation)]

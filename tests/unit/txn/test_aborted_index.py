@@ -17,7 +17,7 @@ from kbroker.log.txn_index import ENTRY_SIZE, AbortedTxn
 from kbroker.txn.producer_state import ProducerStateTable, rebuild_aborted_index
 from kbroker.wire.record import build_batch, end_txn_marker
 
-from .txn_helpers import Owner
+from .txn_helpers import Owner, record_replays
 
 SMALL = dict(segment_bytes=400, file_delete_delay_ms=0)
 
@@ -351,13 +351,7 @@ def test_a_restart_uses_the_snapshot_and_answers_as_before(log_dir, monkeypatch)
     lso = partition.table.last_stable_offset(plog.log_end_offset)
     plog.close()
 
-    replayed = []
-    original = ProducerStateTable.replay
-    monkeypatch.setattr(
-        ProducerStateTable,
-        "replay",
-        lambda self, header, data: replayed.append(header) or original(self, header, data),
-    )
+    replayed = record_replays(monkeypatch)
     restarted = Partition(open_log(log_dir))
     assert replayed == []  # the snapshot at the log end: no scan of the log
     plog = restarted.log

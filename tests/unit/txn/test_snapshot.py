@@ -15,7 +15,7 @@ from kbroker.wire.errors import ErrorCode, KafkaError
 from kbroker.wire.record import build_batch, end_txn_marker
 from kbroker.wire.records import split_batches
 
-from .txn_helpers import Owner
+from .txn_helpers import Owner, record_replays
 
 # version 1 | crc32c | count 1 | pid 1, epoch 2, last seq 4, last offset 10, delta 2,
 # timestamp 1000, coordinator epoch -1, current txn first offset -1
@@ -32,18 +32,6 @@ ONE_ENTRY = bytes.fromhex(
     "ffffffff"
     "ffffffffffffffff"
 )
-
-
-def record_replays(monkeypatch) -> list:
-    """The headers ProducerStateTable.replay is given from now on (what start-up re-reads)."""
-    replayed = []
-    original = ProducerStateTable.replay
-    monkeypatch.setattr(
-        ProducerStateTable,
-        "replay",
-        lambda self, header, data: replayed.append(header) or original(self, header, data),
-    )
-    return replayed
 
 
 def test_the_file_format_round_trips_with_kafkas_layout():

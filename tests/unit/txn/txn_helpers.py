@@ -24,3 +24,15 @@ class Owner:
         self.table.check(header)
         appended = self.log.append(data)
         self.table.record(header, appended.base_offset)
+
+
+def record_replays(monkeypatch) -> list:
+    """The headers ProducerStateTable.replay is given from now on (what start-up re-reads)."""
+    replayed = []
+    original = ProducerStateTable.replay
+    monkeypatch.setattr(
+        ProducerStateTable,
+        "replay",
+        lambda self, header, data: replayed.append(header) or original(self, header, data),
+    )
+    return replayed
